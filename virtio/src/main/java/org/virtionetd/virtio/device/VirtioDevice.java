@@ -1,0 +1,78 @@
+package org.virtionetd.virtio.device;
+
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.os.EventFd;
+import org.virtionetd.virtio.queue.Notifier;
+
+/**
+ * A virtio device as a transport (vhost-user server, bhyve glue, tests) drives it. The transport owns sockets,
+ * file descriptors and the VMM; the device owns the spec state and the data path.
+ *
+ * <p>Queue addresses are guest-physical; a transport that receives other addresses (vhost-user gives the
+ * front-end's virtual addresses) translates them with {@link GuestMemory#guestAddressOfUser(long)} first.
+ */
+public interface VirtioDevice extends AutoCloseable {
+
+    /** virtio device id (1 = network). */
+    int deviceType();
+
+    /** Number of virtqueues (2 per queue pair, plus the control queue when offered). */
+    int queueCount();
+
+    /** Maximum queue size the device accepts. */
+    int maxQueueSize();
+
+    /** Features the device offers (including VERSION_1, RING_* bits). */
+    long offeredFeatures();
+
+    /** Features the driver acked, as last accepted. */
+    long ackedFeatures();
+
+    /**
+     * Accepts the driver's features, or refuses them with {@link VirtioException.Kind#FEATURES} naming the bit
+     * (not offered, or a dependency of 5.1.3.1 missing). On success the backends are configured for them.
+     */
+    void setDriverFeatures(long features) throws VirtioException;
+
+    /** The guest memory the device may touch; replaced whole (queues must be stopped by the transport). */
+    void setMemory(GuestMemory memory);
+
+    /** Sets size and guest-physical ring addresses of queue {@code index} (2.7.2: desc 16, avail 2, used 4 aligned). */
+    void setQueue(int index, int size, long descAddress, long availAddress, long usedAddress) throws VirtioException;
+
+    /** The next available index the device will read (vhost-user SET_VRING_BASE). */
+    void setQueueNextAvail(int index, int nextAvail) throws VirtioException;
+
+    /** Starts processing queue {@code index}: kicks arrive on {@code kick} (null: the device polls the ring). */
+    void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException;
+
+    /** Replaces the used-buffer notifier of a queue, running or not (vhost-user SET_VRING_CALL). */
+    void setNotifier(int index, Notifier notifier);
+
+    /** Enables or disables a queue (vhost-user SET_VRING_ENABLE): a disabled RX queue receives nothing. */
+    void setQueueEnabled(int index, boolean enabled);
+
+    /** Stops queue {@code index} and returns the next available index it would have read (GET_VRING_BASE). */
+    int stopQueue(int index);
+
+    /** Reads device-specific configuration space (virtio 1.2, 4.1.4.8 / 5.1.4). Out of range: CONFIG. */
+    byte[] readConfig(int offset, int length) throws VirtioException;
+
+    /** Writes device-specific configuration space (only mac is writable, legacy; 5.1.4). */
+    void writeConfig(int offset, byte[] data) throws VirtioException;
+
+    /** The device status (2.1) as last set by the driver, with NEEDS_RESET if the device set it. */
+    int status();
+
+    /**
+     * The driver writes the status field: FEATURES_OK is refused (not kept) if the acked features are not
+     * acceptable; 0 resets the device (2.1.2).
+     */
+    void setStatus(int status);
+
+    /** Back to the state after construction: queues stopped, features and status cleared (2.4 Device Reset). */
+    void reset();
+
+    @Override
+    void close();
+}

@@ -1,0 +1,64 @@
+package org.virtionetd.virtio.net;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+
+/**
+ * Where the device's packets go and come from: one instance per queue pair (a tap queue, a switch port...).
+ * Modelled on bhyve's net_backends: backends see only buffers and feature bits, never virtqueues.
+ *
+ * <p>Threading: every method except {@link #capabilities()} and {@link #programmedOffloads()} is called from the
+ * queue pair's event-loop thread only.
+ */
+public interface NetBackend extends AutoCloseable {
+
+    /** A short name for logs and the feature table, e.g. "tap:tap0". */
+    String name();
+
+    /**
+     * The offload feature bits ({@link VirtioNetFeature#OFFLOADS}) this backend can carry: HOST_* and CSUM when it
+     * accepts GSO / partially checksummed frames, GUEST_* when it may deliver them. The device offers only these.
+     */
+    long capabilities();
+
+    /**
+     * Called when the driver's features are settled (FEATURES_OK, or vhost-user SET_FEATURES) and before any
+     * packet moves. From now on every packet in either direction starts with a vnet header of
+     * {@code vnetHeaderLength} bytes (10 or 12); the backend programs its own offloads from the GUEST_* bits.
+     */
+    void configure(long negotiatedFeatures, int vnetHeaderLength) throws IOException;
+
+    /**
+     * The driver changed the offloads it accepts (VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, 5.1.6.5.6.1): only GUEST_*
+     * bits. Frames delivered afterwards must not need anything outside this set.
+     */
+    void setGuestOffloads(long guestOffloads) throws IOException;
+
+    /**
+     * Sends one packet (validated header + frame). Returns false if the backend dropped it (e.g. its queue is
+     * full); the device counts that. Throws only for errors that make the backend unusable.
+     */
+    boolean send(Packet packet) throws IOException;
+
+    /** Length (vnet header + frame) of the next frame waiting, 0 if none. */
+    int peekLength() throws IOException;
+
+    /**
+     * Moves the next frame, vnet header first, into {@code slices[0 .. count)}; returns its length, 0 if none.
+     * The caller provides at least {@link #peekLength()} bytes of room. The header's num_buffers is set by the
+     * device afterwards.
+     */
+    int receive(ByteBuffer[] slices, int count) throws IOException;
+
+    /** A file descriptor that becomes readable when a frame may be waiting, or -1 (then the device polls). */
+    int receiveReadyFd();
+
+    /** What the backend programmed into the host side (e.g. "TUN_F_CSUM"), for the feature table. */
+    default List<String> programmedOffloads() {
+        return List.of();
+    }
+
+    @Override
+    void close();
+}
