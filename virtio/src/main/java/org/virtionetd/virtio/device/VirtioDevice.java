@@ -70,6 +70,15 @@ public interface VirtioDevice extends AutoCloseable {
      */
     void setStatus(int status);
 
+    /**
+     * The front-end finished a migration and asks us to announce the guest's MAC on the network
+     * (vhost-user SEND_RARP): the device sends a RARP broadcast from {@code mac} through its backend.
+     */
+    void sendRarp(byte[] mac);
+
+    /** The MTU the front-end gave the guest (vhost-user NET_SET_MTU); shown in config space if MTU is offered. */
+    void setMtu(int mtu) throws VirtioException;
+
     /** Back to the state after construction: queues stopped, features and status cleared (2.4 Device Reset). */
     void reset();
 

@@ -1,0 +1,65 @@
+package org.virtionetd.virtio.net;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * Named counters of one queue pair (Firecracker's metrics.rs idea): written by the pair's event-loop thread,
+ * read by anyone (stats command, tests). Names are the field names in snake_case.
+ */
+public final class NetCounters {
+    public final LongAdder txPackets = new LongAdder();
+    public final LongAdder txBytes = new LongAdder();
+    /** The backend refused or dropped a packet. */
+    public final LongAdder txDroppedBackend = new LongAdder();
+    /** The vnet header broke a rule of {@link HeaderCheck}; the packet was dropped. */
+    public final LongAdder txBadHeader = new LongAdder();
+    /** A TX chain shorter than the vnet header, or with a writable descriptor. */
+    public final LongAdder txBadChain = new LongAdder();
+    public final LongAdder rxPackets = new LongAdder();
+    public final LongAdder rxBytes = new LongAdder();
+    /** Frames the RX filter (promiscuous/MAC/VLAN table, 5.1.6.5.1) kept from the guest. */
+    public final LongAdder rxFiltered = new LongAdder();
+    /** Frames larger than any chain the guest can post, dropped. */
+    public final LongAdder rxDroppedTooBig = new LongAdder();
+    /** Times a frame waited because the guest had not posted enough buffers. */
+    public final LongAdder rxWaitedForBuffers = new LongAdder();
+    /** Frames the backend delivered with offloads the guest did not accept, dropped. */
+    public final LongAdder rxBadOffload = new LongAdder();
+    /** Chains that broke a rule of 2.7 (loops, bad indirect, outside memory...), returned with length 0. */
+    public final LongAdder invalidChains = new LongAdder();
+    /** Times the device set NEEDS_RESET because the ring itself was unusable. */
+    public final LongAdder needsReset = new LongAdder();
+    public final LongAdder kicks = new LongAdder();
+    public final LongAdder notifications = new LongAdder();
+    /** Notifications suppressed by EVENT_IDX or VIRTQ_AVAIL_F_NO_INTERRUPT. */
+    public final LongAdder notificationsSuppressed = new LongAdder();
+    public final LongAdder controlOk = new LongAdder();
+    public final LongAdder controlErr = new LongAdder();
+
+    /** All counters by snake_case name, in declaration order. */
+    public Map<String, Long> snapshot() {
+        Map<String, Long> m = new LinkedHashMap<>();
+        for (java.lang.reflect.Field f : NetCounters.class.getFields()) {
+            try {
+                m.put(snake(f.getName()), ((LongAdder) f.get(this)).sum());
+            } catch (IllegalAccessException e) {
+                throw new IllegalStateException(e);
+            }
+        }
+        return m;
+    }
+
+    private static String snake(String camel) {
+        StringBuilder sb = new StringBuilder();
+        for (char c : camel.toCharArray()) {
+            if (Character.isUpperCase(c)) {
+                sb.append('_').append(Character.toLowerCase(c));
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.toString();
+    }
+}
