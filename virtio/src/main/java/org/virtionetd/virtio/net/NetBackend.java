@@ -8,8 +8,9 @@ import java.util.List;
  * Where the device's packets go and come from: one instance per queue pair (a tap queue, a switch port...).
  * Modelled on bhyve's net_backends: backends see only buffers and feature bits, never virtqueues.
  *
- * <p>Threading: every method except {@link #capabilities()} and {@link #programmedOffloads()} is called from the
- * queue pair's event-loop thread only.
+ * <p>Threading: send, peekLength, receive are called from the queue pair's event-loop thread only;
+ * configure before the loops start; setGuestOffloads from the thread serving the control queue (pair 0's), for
+ * every pair's backend; capabilities and programmedOffloads from any thread.
  */
 public interface NetBackend extends AutoCloseable {
 

@@ -1,0 +1,227 @@
+package org.virtionetd.virtio.net;
+
+import org.virtionetd.virtio.os.Epoll;
+import org.virtionetd.virtio.os.EventFd;
+import org.virtionetd.virtio.os.LinuxNative;
+import org.virtionetd.virtio.queue.DeviceQueue;
+import org.virtionetd.virtio.queue.SplitQueue;
+
+import java.io.IOException;
+
+/**
+ * The event loop of one queue pair (design card: one thread per pair). It waits with epoll on the kicks of its
+ * queues, the backend's readiness fd and a wake-up eventfd, and then works in bursts: TX until the ring is empty
+ * (re-enabling kicks and re-checking before sleeping, 2.7.10), RX until the backend is empty or the driver has no
+ * buffers (then the backend fd is left out of epoll until the driver kicks the RX queue).
+ *
+ * <p>Queues without a kick fd (vhost-user "no fd" bit) and backends without a readiness fd are polled every
+ * millisecond. The thread is never interrupted: {@link #stop()} signals the wake-up fd.
+ */
+final class QueuePairLoop implements Runnable {
+    private static final System.Logger LOG = System.getLogger(QueuePairLoop.class.getName());
+    private static final long TAG_WAKE = 0;
+    private static final long TAG_RX_KICK = 1;
+    private static final long TAG_TX_KICK = 2;
+    private static final long TAG_BACKEND = 3;
+    private static final long TAG_CTRL_KICK = 4;
+    static final int TX_BURST = 256;
+    static final int RX_BURST = 64;
+    private static final int POLL_MILLIS = 1;
+    private static final int BACKEND_ERROR_BACKOFF_MILLIS = 100;
+
+    private final int pairIndex;
+    private final DeviceQueue rxQueue;
+    private final DeviceQueue txQueue;
+    private final DeviceQueue ctrlQueue;
+    private final RxPath rx;
+    private final TxPath tx;
+    private final ControlQueue ctrl;
+    private final NetBackend backend;
+    private final NetCounters counters;
+    private final EventFd wake;
+    private final Epoll epoll;
+    private volatile boolean running = true;
+    private Thread thread;
+    private boolean backendArmed;
+    /** A queue whose ring broke (NEEDS_RESET) is left alone until the driver resets the device. */
+    private boolean txBroken;
+    private boolean ctrlBroken;
+    private int backendFd = -1;
+
+    QueuePairLoop(int pairIndex, DeviceQueue rxQueue, DeviceQueue txQueue, DeviceQueue ctrlQueue,
+                  NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands)
+            throws IOException {
+        this.pairIndex = pairIndex;
+        this.rxQueue = rxQueue;
+        this.txQueue = txQueue;
+        this.ctrlQueue = ctrlQueue;
+        this.backend = backend;
+        this.counters = counters;
+        this.rx = rxQueue != null ? new RxPath(rxQueue, pairIndex, backend, counters, device) : null;
+        this.tx = txQueue != null ? new TxPath(txQueue, backend, counters, device) : null;
+        this.ctrl = ctrlQueue != null ? new ControlQueue(ctrlQueue, counters, device, commands) : null;
+        this.wake = EventFd.create();
+        this.epoll = new Epoll(8);
+        epoll.add(wake.fd(), LinuxNative.EPOLLIN, TAG_WAKE);
+        addKick(rxQueue, TAG_RX_KICK);
+        addKick(txQueue, TAG_TX_KICK);
+        addKick(ctrlQueue, TAG_CTRL_KICK);
+        if (rx != null) {
+            backendFd = backend.receiveReadyFd();
+            if (backendFd >= 0) {
+                epoll.add(backendFd, LinuxNative.EPOLLIN, TAG_BACKEND);
+                backendArmed = true;
+            }
+        }
+    }
+
+    private void addKick(DeviceQueue q, long tag) throws IOException {
+        if (q != null && q.kick() != null) {
+            epoll.add(q.kick().fd(), LinuxNative.EPOLLIN, tag);
+        }
+    }
+
+    void start(String name) {
+        thread = new Thread(this, name);
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    /** Asks the loop to look at its queues again (enable state, active pairs changed). */
+    void wakeUp() {
+        wake.signal();
+    }
+
+    /** Stops the thread and waits for it; chains it holds are given back to the ring. */
+    void stop() {
+        running = false;
+        wake.signal();
+        if (thread != null && thread != Thread.currentThread()) {
+            try {
+                thread.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            if (thread.isAlive()) {
+                LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + " loop did not stop in 10 s");
+            }
+        }
+        if (rx != null) {
+            rx.release();
+        }
+        epoll.close();
+        wake.close();
+    }
+
+    @Override
+    public void run() {
+        boolean more = true;
+        boolean rxWaiting = false;
+        int timeout;
+        while (running) {
+            boolean polled = needsPolling(rxWaiting);
+            timeout = more ? 0 : (polled ? POLL_MILLIS : -1);
+            int ready;
+            try {
+                ready = epoll.await(timeout);
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + ": " + e.getMessage());
+                return;
+            }
+            boolean rxKicked = false;
+            for (int i = 0; i < ready; i++) {
+                long tag = epoll.readyTag(i);
+                if (tag == TAG_WAKE) {
+                    wake.drain();
+                    rxKicked = true; // re-evaluate RX (enable state / pairs changed)
+                } else if (tag == TAG_RX_KICK) {
+                    rxQueue.kick().drain();
+                    counters.kicks.increment();
+                    rxKicked = true;
+                } else if (tag == TAG_TX_KICK) {
+                    txQueue.kick().drain();
+                    counters.kicks.increment();
+                } else if (tag == TAG_CTRL_KICK) {
+                    ctrlQueue.kick().drain();
+                    counters.kicks.increment();
+                }
+            }
+            if (!running) {
+                break;
+            }
+            more = false;
+            try {
+                if (tx != null && !txBroken) {
+                    more |= serviceTx();
+                }
+                if (ctrl != null && !ctrlBroken) {
+                    ctrl.ring().setKickWanted(true);
+                    ctrlBroken = !ctrl.process();
+                }
+                if (rx != null) {
+                    if (rxWaiting && (rxKicked || polled)) {
+                        rxWaiting = false;
+                    }
+                    if (!rxWaiting) {
+                        RxPath.Result r = rx.process(RX_BURST);
+                        switch (r) {
+                            case MORE:
+                                more = true;
+                                armBackend(true);
+                                break;
+                            case IDLE:
+                                armBackend(true);
+                                break;
+                            case WAITING_FOR_BUFFERS:
+                            case DISABLED:
+                            case BROKEN:
+                                rxWaiting = true;
+                                armBackend(false);
+                                break;
+                            case BACKEND_ERROR:
+                                armBackend(false);
+                                rxWaiting = true;
+                                epoll.await(BACKEND_ERROR_BACKOFF_MILLIS);
+                                break;
+                            default:
+                                break;
+                        }
+                    }
+                }
+            } catch (IOException | RuntimeException e) {
+                // A bug or an unexpected backend failure must not kill the NIC: log it and keep serving.
+                LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + " loop error, continuing", e);
+            }
+        }
+    }
+
+    private boolean needsPolling(boolean rxWaiting) {
+        return (txQueue != null && txQueue.kick() == null)
+                || (ctrlQueue != null && ctrlQueue.kick() == null)
+                || (rx != null && (rxQueue.kick() == null && rxWaiting || backendFd < 0 && !rxWaiting));
+    }
+
+    /** TX until empty, then ask for kicks and re-check (2.7.10). Returns true if work remains. */
+    private boolean serviceTx() {
+        SplitQueue ring = txQueue.ring();
+        ring.setKickWanted(false);
+        int n;
+        do {
+            n = tx.process(TX_BURST);
+        } while (n == TX_BURST);
+        if (n < 0) {
+            txBroken = true;
+            return false;
+        }
+        ring.setKickWanted(true);
+        return ring.hasAvailable();
+    }
+
+    private void armBackend(boolean armed) throws IOException {
+        if (backendFd < 0 || armed == backendArmed) {
+            return;
+        }
+        epoll.modify(backendFd, armed ? LinuxNative.EPOLLIN : 0, TAG_BACKEND);
+        backendArmed = armed;
+    }
+}

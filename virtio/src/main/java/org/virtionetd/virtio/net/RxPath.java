@@ -1,0 +1,411 @@
+package org.virtionetd.virtio.net;
+
+import org.virtionetd.virtio.memory.DirtyLog;
+import org.virtionetd.virtio.queue.DescriptorChain;
+import org.virtionetd.virtio.queue.DeviceQueue;
+import org.virtionetd.virtio.queue.QueueException;
+import org.virtionetd.virtio.queue.SplitQueue;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * The receive queue of one pair (5.1.6.3 - 5.1.6.4): takes frames from the backend into buffers the driver posted.
+ *
+ * <p>Three buffer modes: mergeable (MRG_RXBUF: a frame spans as many chains as needed, num_buffers says how
+ * many), big packets (no MRG_RXBUF, guest TSO: each chain holds a 64 KiB frame), small (each chain holds one MTU
+ * frame). A frame that does not fit in what the driver has posted waits in the backend until the driver adds
+ * buffers (no loss while the guest is only slow); chains taken meanwhile are kept pending, in order, and given
+ * back on stop.
+ */
+final class RxPath {
+    /** The outcome of a call to {@link #process(int)}. */
+    enum Result {
+        /** The backend has nothing more. */
+        IDLE,
+        /** The burst ended with frames still waiting. */
+        MORE,
+        /** A frame waits for the driver to post buffers: wait for a kick. */
+        WAITING_FOR_BUFFERS,
+        /** The queue is disabled or beyond the active pairs: do not receive. */
+        DISABLED,
+        /** The ring cannot be trusted; NEEDS_RESET was set. */
+        BROKEN,
+        /** The backend failed; back off. */
+        BACKEND_ERROR
+    }
+
+    static final int MAX_CHAINS = 64;
+    private static final int MAX_SLICES = 512;
+    private static final int MAX_CHAIN_DESCRIPTORS = 256;
+
+    private final DeviceQueue queue;
+    private final SplitQueue ring;
+    private final int pairIndex;
+    private final NetBackend backend;
+    private final NetCounters counters;
+    private final DeviceContext device;
+    private final ChainReader reader;
+    private final DescriptorChain[] pending = new DescriptorChain[MAX_CHAINS];
+    private int pendingCount;
+    private long pendingCapacity;
+    /** Pending chains are exactly the last ones popped, so stop can give them back by rewinding. */
+    private boolean pendingContiguous = true;
+    private final ByteBuffer[] slices = new ByteBuffer[MAX_SLICES];
+    private final int[] sliceStart = new int[MAX_SLICES];
+    private final ByteBuffer discard = ByteBuffer.allocateDirect(128 * 1024).order(ByteOrder.LITTLE_ENDIAN);
+    private final ByteBuffer[] discardSlices = {discard};
+    private int sliceCount;
+    private boolean usedSinceNotify;
+
+    RxPath(DeviceQueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device) {
+        this.queue = queue;
+        this.ring = queue.ring();
+        this.pairIndex = pairIndex;
+        this.backend = backend;
+        this.counters = counters;
+        this.device = device;
+        this.reader = new ChainReader(ring.memory(), MAX_SLICES);
+        int cap = Math.min(ring.size(), MAX_CHAIN_DESCRIPTORS);
+        for (int i = 0; i < MAX_CHAINS; i++) {
+            pending[i] = new DescriptorChain(cap);
+        }
+    }
+
+    SplitQueue ring() {
+        return ring;
+    }
+
+    /** Receives up to {@code burst} frames; publishes used entries and notifies once at the end. */
+    Result process(int burst) {
+        Result result = Result.MORE;
+        try {
+            for (int i = 0; i < burst; i++) {
+                result = receiveOne();
+                if (result != Result.MORE) {
+                    break;
+                }
+            }
+        } catch (QueueException e) {
+            counters.needsReset.increment();
+            device.needsReset(queue.index(), e.getMessage());
+            result = Result.BROKEN;
+        }
+        if (usedSinceNotify) {
+            usedSinceNotify = false;
+            ring.publishUsed();
+            if (ring.needsNotification()) {
+                counters.notifications.increment();
+                queue.notifier().notifyUsed();
+            } else {
+                counters.notificationsSuppressed.increment();
+            }
+        }
+        return result;
+    }
+
+    private Result receiveOne() throws QueueException {
+        if (!queue.enabled() || pairIndex >= device.activePairs()) {
+            return Result.DISABLED;
+        }
+        int length;
+        try {
+            length = backend.peekLength();
+        } catch (IOException | RuntimeException e) {
+            device.logOnce().warn("rx-backend-error", "RX queue " + queue.index() + ": backend " + backend.name()
+                    + " failed: " + e);
+            return Result.BACKEND_ERROR;
+        }
+        if (length <= 0) {
+            return Result.IDLE;
+        }
+        int hdrLen = device.headerLength();
+        boolean mergeable = VirtioNetFeature.has(device.negotiated(), VirtioNetFeature.MRG_RXBUF);
+        if (!gather(length, mergeable, hdrLen)) {
+            if (tooBig) {
+                tooBig = false;
+                counters.rxDroppedTooBig.increment();
+                device.logOnce().warn("rx-too-big", "RX queue " + queue.index() + ": dropped a " + length
+                        + "-byte frame larger than the buffers the driver posts");
+                return discardFrame();
+            }
+            // 2.7.10: ask for a kick, then look again: a buffer added before the driver saw the request is
+            // seen here, one added after makes the driver kick.
+            ring.setKickWanted(true);
+            if (ring.hasAvailable()) {
+                return Result.MORE;
+            }
+            counters.rxWaitedForBuffers.increment();
+            return Result.WAITING_FOR_BUFFERS;
+        }
+        int chains = mergeable ? chainsFor(length) : 1;
+        if (!buildSlices(chains)) {
+            counters.rxDroppedTooBig.increment();
+            return discardFrame();
+        }
+        int n;
+        try {
+            n = backend.receive(slices, sliceCount);
+        } catch (IOException | RuntimeException e) {
+            device.logOnce().warn("rx-backend-error", "RX queue " + queue.index() + ": backend " + backend.name()
+                    + " failed: " + e);
+            return Result.BACKEND_ERROR;
+        }
+        if (n <= 0) {
+            return Result.IDLE;
+        }
+        if (n < hdrLen + 14) {
+            counters.rxBadOffload.increment();
+            return Result.MORE;
+        }
+        if (!offloadsAllowed()) {
+            counters.rxBadOffload.increment();
+            device.logOnce().warn("rx-offload", "RX queue " + queue.index() + ": backend " + backend.name()
+                    + " delivered a frame with offloads the driver did not accept (flags=" + byteAt(0)
+                    + " gso_type=" + byteAt(1) + ")");
+            return Result.MORE;
+        }
+        if (!device.rxFilter().accepts(destination(hdrLen), vlanId(hdrLen))) {
+            counters.rxFiltered.increment();
+            return Result.MORE; // the chains stay pending for the next frame
+        }
+        complete(n, hdrLen, mergeable);
+        return Result.MORE;
+    }
+
+    private boolean tooBig;
+
+    /** Takes chains until they can hold {@code length} bytes. False: wait for buffers, or {@link #tooBig}. */
+    private boolean gather(int length, boolean mergeable, int hdrLen) throws QueueException {
+        int avail = -1;
+        while (mergeable ? pendingCapacity < length : pendingCount == 0) {
+            if (pendingCount == MAX_CHAINS || pendingCount == ring.size()) {
+                tooBig = true;
+                return false;
+            }
+            if (avail <= 0) {
+                avail = ring.available();
+                if (avail == 0) {
+                    return false;
+                }
+            }
+            int head = ring.pop();
+            avail--;
+            DescriptorChain c = pending[pendingCount];
+            String bad = null;
+            try {
+                ring.walk(head, c);
+                if (c.readableCount() != 0) {
+                    bad = "chain " + head + " has device-readable descriptors";
+                } else if (c.writableBytes() < hdrLen) {
+                    bad = "chain " + head + " holds " + c.writableBytes() + " bytes, less than the "
+                            + hdrLen + "-byte header";
+                }
+            } catch (QueueException e) {
+                device.logOnce().warn("rx-chain-" + e.kind(), "RX queue " + queue.index() + ": " + e.getMessage());
+                bad = "";
+            }
+            if (bad != null) {
+                if (!bad.isEmpty()) {
+                    device.logOnce().warn("rx-bad-chain", "RX queue " + queue.index() + ": " + bad);
+                }
+                counters.invalidChains.increment();
+                ring.addUsed(head, 0);
+                usedSinceNotify = true;
+                if (pendingCount > 0) {
+                    pendingContiguous = false;
+                }
+                continue;
+            }
+            pendingCount++;
+            pendingCapacity += c.writableBytes();
+        }
+        if (!mergeable && pending[0].writableBytes() < length) {
+            tooBig = true;
+            return false;
+        }
+        return true;
+    }
+
+    private int chainsFor(int length) {
+        long cap = 0;
+        for (int i = 0; i < pendingCount; i++) {
+            cap += pending[i].writableBytes();
+            if (cap >= length) {
+                return i + 1;
+            }
+        }
+        return pendingCount;
+    }
+
+    private boolean buildSlices(int chains) {
+        sliceCount = 0;
+        for (int i = 0; i < chains; i++) {
+            DescriptorChain c = pending[i];
+            int n = reader.views(c, c.readableCount(), c.count(), 0, slices, sliceCount);
+            if (n < 0) {
+                return false;
+            }
+            sliceCount += n;
+        }
+        for (int i = 0; i < sliceCount; i++) {
+            sliceStart[i] = slices[i].position();
+        }
+        return true;
+    }
+
+    private Result discardFrame() {
+        try {
+            discard.clear();
+            backend.receive(discardSlices, 1);
+        } catch (IOException | RuntimeException e) {
+            return Result.BACKEND_ERROR;
+        }
+        return Result.MORE;
+    }
+
+    /** Byte {@code index} of the frame as written (header first), read back from the guest buffers. */
+    private int byteAt(int index) {
+        for (int i = 0; i < sliceCount; i++) {
+            ByteBuffer s = slices[i];
+            int len = s.limit() - sliceStart[i];
+            if (index < len) {
+                return s.get(sliceStart[i] + index) & 0xff;
+            }
+            index -= len;
+        }
+        return -1;
+    }
+
+    private void putByte(int index, int value) {
+        for (int i = 0; i < sliceCount; i++) {
+            ByteBuffer s = slices[i];
+            int len = s.limit() - sliceStart[i];
+            if (index < len) {
+                s.put(sliceStart[i] + index, (byte) value);
+                return;
+            }
+            index -= len;
+        }
+    }
+
+    /**
+     * 5.1.6.4.1: NEEDS_CSUM only with GUEST_CSUM, a GSO type only with its GUEST_* feature. DATA_VALID without
+     * GUEST_CSUM is cleared (flags must then be zero); anything else cannot be fixed here and the frame is dropped.
+     */
+    private boolean offloadsAllowed() {
+        long allowed = device.guestOffloads();
+        int flags = byteAt(VirtioNetHeader.FLAGS_OFFSET);
+        int gso = byteAt(VirtioNetHeader.GSO_TYPE_OFFSET);
+        boolean csum = VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_CSUM);
+        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !csum) {
+            return false;
+        }
+        if (flags != 0 && !csum) {
+            putByte(VirtioNetHeader.FLAGS_OFFSET, 0);
+        }
+        int proto = gso & ~VirtioNetHeader.GSO_ECN;
+        if (proto == VirtioNetHeader.GSO_NONE) {
+            return true;
+        }
+        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_ECN)) {
+            return false;
+        }
+        switch (proto) {
+            case VirtioNetHeader.GSO_TCPV4: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_TSO4);
+            case VirtioNetHeader.GSO_TCPV6: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_TSO6);
+            case VirtioNetHeader.GSO_UDP: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_UFO);
+            case VirtioNetHeader.GSO_UDP_L4:
+                return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_USO4)
+                        || VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_USO6);
+            default: return false;
+        }
+    }
+
+    private long destination(int hdrLen) {
+        long v = 0;
+        for (int i = 0; i < 6; i++) {
+            v = (v << 8) | byteAt(hdrLen + i);
+        }
+        return v;
+    }
+
+    private int vlanId(int hdrLen) {
+        int type = (byteAt(hdrLen + 12) << 8) | byteAt(hdrLen + 13);
+        if (type != 0x8100) {
+            return -1;
+        }
+        return ((byteAt(hdrLen + 14) << 8) | byteAt(hdrLen + 15)) & 0xfff;
+    }
+
+    /** Publishes a received frame of {@code n} bytes: used entries per chain and num_buffers (5.1.6.4). */
+    private void complete(int n, int hdrLen, boolean mergeable) {
+        int remaining = n;
+        int used = 0;
+        DirtyLog log = ring.memory().dirtyLog();
+        while (remaining > 0 && used < pendingCount) {
+            DescriptorChain c = pending[used];
+            int take = (int) Math.min(c.writableBytes(), remaining);
+            if (log != DirtyLog.NONE) {
+                markWritten(c, take);
+            }
+            ring.addUsed(c.head(), take);
+            remaining -= take;
+            used++;
+            if (!mergeable) {
+                break;
+            }
+        }
+        if (hdrLen == VirtioNetHeader.LENGTH_MRG) {
+            // 5.1.6.4: num_buffers is the number of buffers used; 1 when MRG_RXBUF is not negotiated.
+            putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET, used & 0xff);
+            putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
+        }
+        usedSinceNotify = true;
+        counters.rxPackets.increment();
+        counters.rxBytes.add(n - hdrLen);
+        for (int i = 0; i < used; i++) {
+            pendingCapacity -= pending[i].writableBytes();
+        }
+        // Keep the DescriptorChain objects: rotate the used ones to the end.
+        for (int r = 0; r < used; r++) {
+            DescriptorChain first = pending[0];
+            System.arraycopy(pending, 1, pending, 0, pendingCount - 1);
+            pending[pendingCount - 1] = first;
+            pendingCount--;
+        }
+        if (pendingCount == 0) {
+            pendingContiguous = true;
+        }
+    }
+
+    private void markWritten(DescriptorChain c, long bytes) {
+        for (int i = c.readableCount(); i < c.count() && bytes > 0; i++) {
+            long len = Math.min(c.length(i) & 0xffffffffL, bytes);
+            ring.memory().markDirty(c.address(i), len);
+            bytes -= len;
+        }
+    }
+
+    /**
+     * Gives back chains taken but not used (on stop): rewinds the ring if they are the last taken, otherwise
+     * returns them with length 0 (only after a malformed chain in between).
+     */
+    void release() {
+        if (pendingCount == 0) {
+            return;
+        }
+        if (pendingContiguous) {
+            ring.unpop(pendingCount);
+        } else {
+            for (int i = 0; i < pendingCount; i++) {
+                ring.addUsed(pending[i].head(), 0);
+            }
+            ring.publishUsed();
+        }
+        pendingCount = 0;
+        pendingCapacity = 0;
+        pendingContiguous = true;
+    }
+}

@@ -1,0 +1,578 @@
+package org.virtionetd.virtio.net;
+
+import org.virtionetd.virtio.device.DeviceStatus;
+import org.virtionetd.virtio.device.LogOnce;
+import org.virtionetd.virtio.device.VirtioDevice;
+import org.virtionetd.virtio.device.VirtioException;
+import org.virtionetd.virtio.device.VirtioFeature;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.os.EventFd;
+import org.virtionetd.virtio.queue.DeviceQueue;
+import org.virtionetd.virtio.queue.Notifier;
+import org.virtionetd.virtio.queue.SplitQueue;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.IntFunction;
+
+/**
+ * The virtio network device (virtio 1.2, section 5.1): feature negotiation, status, configuration space,
+ * queue pairs with their event loops, and the control queue.
+ *
+ * <p>Queues are numbered as 5.1.2 says: receiveq(p) = 2p, transmitq(p) = 2p+1, controlq = 2 * pairs. Each pair
+ * has its own backend and its own thread; the control queue is served by pair 0's thread.
+ *
+ * <p>Transport calls (this class's public methods) are serialised by the object's monitor; the data paths read
+ * the negotiated state through volatile fields.
+ */
+public final class VirtioNetDevice implements VirtioDevice, DeviceContext, ControlCommands {
+    private static final System.Logger LOG = System.getLogger(VirtioNetDevice.class.getName());
+    public static final int DEVICE_TYPE = 1;
+
+    private final NetDeviceConfig config;
+    private final NetBackend[] backends;
+    private final NetCounters[] counters;
+    private final DeviceQueue[] queues;
+    private final QueuePairLoop[] loops;
+    private final long offered;
+    private final int pairs;
+    private final LogOnce logOnce = new LogOnce(LOG, "virtio-net: ");
+
+    private GuestMemory memory = GuestMemory.empty();
+    private volatile long acked;
+    private long proposed;
+    private volatile int headerLength = VirtioNetHeader.LENGTH_LEGACY;
+    private volatile RxFilter filter;
+    private volatile long guestOffloads;
+    private volatile int activePairs = 1;
+    private volatile int status;
+    private volatile boolean needsReset;
+    private volatile boolean linkUp = true;
+    private volatile boolean announcing;
+    private volatile int mtu;
+    private volatile byte[] mac;
+    private volatile Runnable configChangeListener = () -> { };
+
+    /**
+     * A device with {@code config.queuePairs()} pairs; {@code backendForPair} opens the backend of each pair.
+     * The offered offloads are those pair 0's backend can carry.
+     */
+    public VirtioNetDevice(NetDeviceConfig config, IntFunction<NetBackend> backendForPair) {
+        this.config = config;
+        this.pairs = config.queuePairs();
+        this.backends = new NetBackend[pairs];
+        this.counters = new NetCounters[pairs];
+        for (int p = 0; p < pairs; p++) {
+            backends[p] = backendForPair.apply(p);
+            counters[p] = new NetCounters();
+        }
+        this.offered = FeatureRules.offered(backends[0].capabilities(), pairs);
+        this.queues = new DeviceQueue[2 * pairs + 1];
+        for (int i = 0; i < queues.length; i++) {
+            queues[i] = new DeviceQueue(i);
+        }
+        this.loops = new QueuePairLoop[pairs];
+        this.mac = config.mac();
+        this.mtu = config.mtu();
+        this.filter = RxFilter.initial(mac, false);
+    }
+
+    // ---- VirtioDevice -------------------------------------------------------------------------------------
+
+    @Override
+    public int deviceType() {
+        return DEVICE_TYPE;
+    }
+
+    @Override
+    public int queueCount() {
+        return queues.length;
+    }
+
+    public int queuePairs() {
+        return pairs;
+    }
+
+    public int controlQueueIndex() {
+        return 2 * pairs;
+    }
+
+    @Override
+    public int maxQueueSize() {
+        return config.maxQueueSize();
+    }
+
+    @Override
+    public long offeredFeatures() {
+        return offered;
+    }
+
+    @Override
+    public long ackedFeatures() {
+        return acked;
+    }
+
+    /** The features in effect: those the driver acked (every acked bit is offered; checked at acceptance). */
+    public long negotiatedFeatures() {
+        return acked;
+    }
+
+    @Override
+    public synchronized void setDriverFeatures(long features) throws VirtioException {
+        proposed = features;
+        String wrong = FeatureRules.check(features, offered);
+        if (wrong != null) {
+            throw new VirtioException(VirtioException.Kind.FEATURES, wrong);
+        }
+        applyFeatures(features);
+    }
+
+    private void applyFeatures(long features) throws VirtioException {
+        int hdr = VirtioNetHeader.lengthFor(features);
+        for (NetBackend b : backends) {
+            try {
+                b.configure(features, hdr);
+            } catch (IOException e) {
+                throw new VirtioException(VirtioException.Kind.STATE, "backend " + b.name()
+                        + " cannot be configured for features 0x" + Long.toHexString(features) + ": " + e.getMessage());
+            }
+        }
+        acked = features;
+        headerLength = hdr;
+        guestOffloads = features & VirtioNetFeature.GUEST_OFFLOADS;
+        filter = RxFilter.initial(mac, VirtioNetFeature.has(features, VirtioNetFeature.CTRL_VLAN));
+        // 5.1.6.5.5: with MQ the driver starts on one pair and widens with VQ_PAIRS_SET. Without a control
+        // queue (vhost-user keeps it in the front-end) the front-end enables rings itself: all pairs may be used.
+        activePairs = VirtioNetFeature.has(features, VirtioNetFeature.CTRL_VQ) ? 1 : pairs;
+    }
+
+    @Override
+    public synchronized void setMemory(GuestMemory newMemory) {
+        this.memory = newMemory == null ? GuestMemory.empty() : newMemory;
+    }
+
+    public synchronized GuestMemory memory() {
+        return memory;
+    }
+
+    private DeviceQueue queue(int index) throws VirtioException {
+        if (index < 0 || index >= queues.length) {
+            throw new VirtioException(VirtioException.Kind.QUEUE_INDEX,
+                    "queue index " + index + " is outside 0.." + (queues.length - 1));
+        }
+        return queues[index];
+    }
+
+    @Override
+    public synchronized void setQueue(int index, int size, long desc, long avail, long used) throws VirtioException {
+        DeviceQueue q = queue(index);
+        if (!SplitQueue.validSize(size) || size > config.maxQueueSize()) {
+            throw new VirtioException(VirtioException.Kind.QUEUE_SIZE, "queue " + index + " size " + size
+                    + " is not a power of two in 1.." + config.maxQueueSize());
+        }
+        if (q.started()) {
+            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
+        }
+        q.configure(size, desc, avail, used);
+    }
+
+    @Override
+    public synchronized void setQueueNextAvail(int index, int nextAvail) throws VirtioException {
+        DeviceQueue q = queue(index);
+        if (q.started()) {
+            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
+        }
+        if (nextAvail < 0 || nextAvail > 0xffff) {
+            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " base " + nextAvail
+                    + " is not a 16-bit index");
+        }
+        q.setNextAvail(nextAvail);
+    }
+
+    @Override
+    public synchronized void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException {
+        DeviceQueue q = queue(index);
+        if (q.size() == 0) {
+            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " has no size and addresses yet");
+        }
+        int pair = pairOf(index);
+        stopLoop(pair);
+        if (q.started()) {
+            q.stop();
+        }
+        long f = acked;
+        SplitQueue ring = new SplitQueue(q.size(), q.descAddress(), q.availAddress(), q.usedAddress(),
+                VirtioFeature.has(f, VirtioFeature.RING_EVENT_IDX), VirtioFeature.has(f, VirtioFeature.RING_INDIRECT_DESC));
+        String wrong = ring.activate(memory);
+        if (wrong != null) {
+            startLoop(pair);
+            throw new VirtioException(VirtioException.Kind.QUEUE_ADDRESS, "queue " + index + ": " + wrong);
+        }
+        q.setKick(kick);
+        q.setNotifier(notifier);
+        q.start(ring);
+        startLoop(pair);
+    }
+
+    @Override
+    public void setNotifier(int index, Notifier notifier) {
+        if (index >= 0 && index < queues.length) {
+            queues[index].setNotifier(notifier);
+        }
+    }
+
+    @Override
+    public synchronized void setQueueEnabled(int index, boolean enabled) {
+        if (index < 0 || index >= queues.length) {
+            return;
+        }
+        queues[index].setEnabled(enabled);
+        QueuePairLoop l = loops[pairOf(index)];
+        if (l != null) {
+            l.wakeUp();
+        }
+    }
+
+    @Override
+    public synchronized int stopQueue(int index) {
+        if (index < 0 || index >= queues.length) {
+            return 0;
+        }
+        DeviceQueue q = queues[index];
+        int pair = pairOf(index);
+        stopLoop(pair);
+        q.stop();
+        int next = q.nextAvail();
+        startLoop(pair);
+        return next;
+    }
+
+    private int pairOf(int queueIndex) {
+        return queueIndex == 2 * pairs ? 0 : queueIndex / 2;
+    }
+
+    private void stopLoop(int pair) {
+        QueuePairLoop l = loops[pair];
+        if (l != null) {
+            loops[pair] = null;
+            l.stop();
+        }
+    }
+
+    private void startLoop(int pair) {
+        DeviceQueue rx = queues[2 * pair].started() ? queues[2 * pair] : null;
+        DeviceQueue tx = queues[2 * pair + 1].started() ? queues[2 * pair + 1] : null;
+        DeviceQueue ctrl = pair == 0 && queues[2 * pairs].started() ? queues[2 * pairs] : null;
+        if (rx == null && tx == null && ctrl == null) {
+            return;
+        }
+        try {
+            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair], this, this);
+            loops[pair] = l;
+            l.start("virtio-net-pair-" + pair);
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.ERROR, "cannot start the loop of queue pair " + pair + ": " + e.getMessage());
+            needsReset(2 * pair, "event loop could not start: " + e.getMessage());
+        }
+    }
+
+    @Override
+    public byte[] readConfig(int offset, int length) throws VirtioException {
+        if (offset < 0 || length < 0 || offset + length > NetConfigSpace.SIZE) {
+            throw new VirtioException(VirtioException.Kind.CONFIG, "config read at " + offset + " length " + length
+                    + " is outside the " + NetConfigSpace.SIZE + "-byte virtio_net_config");
+        }
+        int s = (linkUp ? NetConfigSpace.S_LINK_UP : 0) | (announcing ? NetConfigSpace.S_ANNOUNCE : 0);
+        byte[] all = NetConfigSpace.render(mac, s, pairs, mtu, config.speedMbps(), config.fullDuplex(), offered);
+        return java.util.Arrays.copyOfRange(all, offset, offset + length);
+    }
+
+    @Override
+    public synchronized void writeConfig(int offset, byte[] data) throws VirtioException {
+        // 5.1.4.2: only a legacy driver without CTRL_MAC_ADDR may write mac; every other field is read-only.
+        if (offset < NetConfigSpace.MAC_OFFSET || offset + data.length > NetConfigSpace.MAC_OFFSET + 6) {
+            throw new VirtioException(VirtioException.Kind.CONFIG, "config write at " + offset + " length "
+                    + data.length + " touches read-only fields (only mac, bytes 0..5, is writable)");
+        }
+        byte[] m = mac.clone();
+        System.arraycopy(data, 0, m, offset, data.length);
+        mac = m;
+        filter = filter.withMac(m);
+    }
+
+    @Override
+    public int status() {
+        return status | (needsReset ? DeviceStatus.NEEDS_RESET : 0);
+    }
+
+    @Override
+    public synchronized void setStatus(int newStatus) {
+        if (newStatus == 0) {
+            reset();
+            return;
+        }
+        int old = status;
+        if ((old & ~newStatus & ~DeviceStatus.NEEDS_RESET) != 0) {
+            // 2.1.1: the driver MUST NOT clear a status bit. Keep the old value and say so.
+            logOnce.warn("status-clear", "driver cleared status bits: " + DeviceStatus.describe(old) + " -> "
+                    + DeviceStatus.describe(newStatus) + "; ignored");
+            return;
+        }
+        newStatus &= ~DeviceStatus.NEEDS_RESET;
+        if ((newStatus & DeviceStatus.FEATURES_OK) != 0 && (old & DeviceStatus.FEATURES_OK) == 0) {
+            String wrong = FeatureRules.check(proposed, offered);
+            if (wrong == null) {
+                try {
+                    applyFeatures(proposed);
+                } catch (VirtioException e) {
+                    wrong = e.getMessage();
+                }
+            }
+            if (wrong != null) {
+                // 3.1.1: the device refuses by not setting FEATURES_OK; the driver reads it back and fails.
+                LOG.log(System.Logger.Level.WARNING, "refusing FEATURES_OK: " + wrong);
+                newStatus &= ~DeviceStatus.FEATURES_OK;
+            }
+        }
+        status = newStatus;
+    }
+
+    @Override
+    public synchronized void reset() {
+        for (int p = 0; p < pairs; p++) {
+            stopLoop(p);
+        }
+        for (DeviceQueue q : queues) {
+            q.reset();
+        }
+        acked = 0;
+        proposed = 0;
+        status = 0;
+        needsReset = false;
+        announcing = false;
+        headerLength = VirtioNetHeader.LENGTH_LEGACY;
+        guestOffloads = 0;
+        activePairs = 1;
+        mac = config.mac();
+        filter = RxFilter.initial(mac, false);
+        logOnce.clear();
+    }
+
+    @Override
+    public void sendRarp(byte[] rarpMac) {
+        if (rarpMac == null || rarpMac.length != 6) {
+            LOG.log(System.Logger.Level.WARNING, "SEND_RARP with a MAC of " + (rarpMac == null ? 0 : rarpMac.length)
+                    + " bytes ignored");
+            return;
+        }
+        // RARP request (RFC 903) from the guest's MAC: switches relearn where the guest now is.
+        ByteBuffer frame = ByteBuffer.allocateDirect(60).order(ByteOrder.BIG_ENDIAN);
+        for (int i = 0; i < 6; i++) {
+            frame.put((byte) 0xff);
+        }
+        frame.put(rarpMac).putShort((short) 0x8035);
+        frame.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 3);
+        frame.put(rarpMac).putInt(0).put(rarpMac).putInt(0);
+        frame.position(0).limit(60);
+        Packet p = new Packet(1);
+        p.reset(headerLength);
+        p.add(frame);
+        synchronized (this) {
+            stopLoop(0);
+            try {
+                if (!backends[0].send(p)) {
+                    counters[0].txDroppedBackend.increment();
+                }
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "RARP announce through " + backends[0].name() + " failed: "
+                        + e.getMessage());
+            } finally {
+                startLoop(0);
+            }
+        }
+    }
+
+    @Override
+    public synchronized void setMtu(int newMtu) throws VirtioException {
+        if (newMtu < 68 || newMtu > 65535) {
+            throw new VirtioException(VirtioException.Kind.CONFIG, "mtu " + newMtu + " is outside 68..65535");
+        }
+        mtu = newMtu;
+    }
+
+    @Override
+    public void close() {
+        reset();
+        for (NetBackend b : backends) {
+            b.close();
+        }
+    }
+
+    // ---- device state the transport and tools look at -------------------------------------------------------
+
+    /** Called when the configuration space changed (link, announce, NEEDS_RESET): the transport interrupts. */
+    public void setConfigChangeListener(Runnable listener) {
+        configChangeListener = listener == null ? () -> { } : listener;
+    }
+
+    public void setLinkUp(boolean up) {
+        if (linkUp != up) {
+            linkUp = up;
+            configChangeListener.run();
+        }
+    }
+
+    public boolean linkUp() {
+        return linkUp;
+    }
+
+    /**
+     * Asks the guest to announce itself (after migration): with GUEST_ANNOUNCE it sets VIRTIO_NET_S_ANNOUNCE and
+     * the driver sends gratuitous ARPs and acks (5.1.6.5.4); otherwise the device sends a RARP itself.
+     */
+    public void announce() {
+        if (VirtioNetFeature.has(acked, VirtioNetFeature.GUEST_ANNOUNCE)) {
+            announcing = true;
+            configChangeListener.run();
+        } else {
+            sendRarp(mac);
+        }
+    }
+
+    public NetCounters counters(int pair) {
+        return counters[pair];
+    }
+
+    public NetBackend backend(int pair) {
+        return backends[pair];
+    }
+
+    public byte[] mac() {
+        return mac.clone();
+    }
+
+    public int mtu() {
+        return mtu;
+    }
+
+    /** The offloads the backend programmed on the host side, e.g. TUN_F_CSUM (feature table). */
+    public List<String> backendOffloads() {
+        return new ArrayList<>(backends[0].programmedOffloads());
+    }
+
+    // ---- DeviceContext (read by the data paths) ---------------------------------------------------------------
+
+    @Override
+    public long negotiated() {
+        return acked;
+    }
+
+    @Override
+    public int headerLength() {
+        return headerLength;
+    }
+
+    @Override
+    public RxFilter rxFilter() {
+        return filter;
+    }
+
+    @Override
+    public long guestOffloads() {
+        return guestOffloads;
+    }
+
+    @Override
+    public int activePairs() {
+        return activePairs;
+    }
+
+    @Override
+    public void needsReset(int queueIndex, String reason) {
+        needsReset = true;
+        LOG.log(System.Logger.Level.ERROR, "virtio-net: queue " + queueIndex + " unusable, device NEEDS_RESET: "
+                + reason);
+        configChangeListener.run();
+    }
+
+    @Override
+    public LogOnce logOnce() {
+        return logOnce;
+    }
+
+    // ---- ControlCommands (from the control queue, on pair 0's thread) -----------------------------------------
+
+    @Override
+    public boolean setRxMode(int command, boolean on) {
+        filter = filter.withMode(command, on);
+        return true;
+    }
+
+    @Override
+    public boolean setMacTables(long[] unicast, long[] multicast) {
+        filter = filter.withTables(unicast, multicast);
+        return true;
+    }
+
+    @Override
+    public boolean setMacAddress(byte[] newMac) {
+        if ((newMac[0] & 1) != 0) {
+            logOnce.warn("ctrl-mac-multicast", "control queue: MAC_ADDR_SET to a multicast address refused");
+            return false;
+        }
+        mac = newMac.clone();
+        filter = filter.withMac(newMac);
+        return true;
+    }
+
+    @Override
+    public boolean setVlan(int vid, boolean add) {
+        filter = filter.withVlan(vid, add);
+        return true;
+    }
+
+    @Override
+    public boolean announceAck() {
+        announcing = false;
+        return true;
+    }
+
+    @Override
+    public boolean setQueuePairs(int n) {
+        // 5.1.6.5.5.1: 1 <= virtqueue_pairs <= max_virtqueue_pairs, else the device MUST reply ERR.
+        if (n < 1 || n > pairs) {
+            logOnce.warn("ctrl-mq", "control queue: MQ_VQ_PAIRS_SET " + n + " is outside 1.." + pairs);
+            return false;
+        }
+        activePairs = n;
+        for (QueuePairLoop l : loops) {
+            if (l != null) {
+                l.wakeUp();
+            }
+        }
+        return true;
+    }
+
+    @Override
+    public boolean setGuestOffloads(long offloads) {
+        String wrong = FeatureRules.checkGuestOffloads(offloads, acked);
+        if (wrong != null) {
+            logOnce.warn("ctrl-offloads", "control queue: GUEST_OFFLOADS_SET refused: " + wrong);
+            return false;
+        }
+        for (NetBackend b : backends) {
+            try {
+                b.setGuestOffloads(offloads);
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "backend " + b.name() + " refused guest offloads "
+                        + VirtioNetFeature.names(offloads) + ": " + e.getMessage());
+                return false;
+            }
+        }
+        guestOffloads = offloads;
+        return true;
+    }
+}

@@ -1,0 +1,397 @@
+package org.virtionetd.virtio.queue;
+
+import org.virtionetd.virtio.memory.GuestMemory;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * A split virtqueue as the device sees it (virtio 1.2, section 2.7): descriptor table, available ring (driver
+ * area) and used ring (device area) in guest memory, plus the device's private indices.
+ *
+ * <p>Owned by one thread while running. Guest memory is given at {@link #activate}; every value read from it is
+ * checked before use. Ring indices are read with acquire and the used index written with release; event-index
+ * checks are framed by full fences (2.7.7, 2.7.10).
+ *
+ * <p>Byte order: little-endian. Legacy (pre-1.0) rings are in guest-native order, which is little-endian on every
+ * architecture this device runs with (x86-64, arm64).
+ */
+public final class SplitQueue {
+    /** 2.7: "Queue Size ... maximum is 32768". */
+    public static final int MAX_SIZE = 32768;
+
+    public static final int VIRTQ_DESC_F_NEXT = 1;
+    public static final int VIRTQ_DESC_F_WRITE = 2;
+    public static final int VIRTQ_DESC_F_INDIRECT = 4;
+    public static final int VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+    public static final int VIRTQ_USED_F_NO_NOTIFY = 1;
+
+    public static final int DESC_SIZE = 16;
+    /** Alignment of the three areas (2.7, table "Virtqueue Part Alignment"). */
+    public static final int DESC_ALIGN = 16;
+    public static final int AVAIL_ALIGN = 2;
+    public static final int USED_ALIGN = 4;
+    /** Legacy interfaces put the used ring at the next 4096 boundary (2.7.2 "Legacy Interfaces"). */
+    public static final int LEGACY_ALIGN = 4096;
+
+    private static final VarHandle U16 = MethodHandles.byteBufferViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
+
+    private final int size;
+    private final long descAddress;
+    private final long availAddress;
+    private final long usedAddress;
+    private final boolean eventIdx;
+    private final boolean indirect;
+
+    private GuestMemory memory;
+    private ByteBuffer desc;
+    private int descBase;
+    private ByteBuffer avail;
+    private int availBase;
+    private ByteBuffer used;
+    private int usedBase;
+
+    /** Next available ring slot the device will read (free-running 16-bit counter). */
+    private int nextAvail;
+    /** Next used ring slot the device will write. */
+    private int nextUsed;
+    /** used.idx as last published, for the event-index decision. */
+    private int publishedUsed;
+    /** Last avail.idx read, so that a burst needs one acquire read. */
+    private int cachedAvailIdx;
+
+    /**
+     * A queue of {@code size} entries at guest-physical addresses. {@code eventIdx} and {@code indirect} say
+     * whether VIRTIO_F_EVENT_IDX and VIRTIO_F_INDIRECT_DESC were negotiated.
+     */
+    public SplitQueue(int size, long descAddress, long availAddress, long usedAddress,
+                      boolean eventIdx, boolean indirect) {
+        this.size = size;
+        this.descAddress = descAddress;
+        this.availAddress = availAddress;
+        this.usedAddress = usedAddress;
+        this.eventIdx = eventIdx;
+        this.indirect = indirect;
+    }
+
+    /**
+     * The three addresses of a legacy queue whose descriptor table starts at {@code base}: the avail ring follows
+     * the table, the used ring starts at the next {@code align} boundary (2.7.2, legacy layout).
+     */
+    public static long[] legacyLayout(long base, int size, int align) {
+        long avail = base + (long) DESC_SIZE * size;
+        long availEnd = avail + 6 + 2L * size;
+        long used = (availEnd + align - 1) & -(long) align;
+        return new long[] {base, avail, used};
+    }
+
+    /** Bytes of the descriptor table, available ring and used ring for a queue size (2.7). */
+    public static long descTableBytes(int size) {
+        return (long) DESC_SIZE * size;
+    }
+
+    public static long availRingBytes(int size) {
+        return 6 + 2L * size;
+    }
+
+    public static long usedRingBytes(int size) {
+        return 6 + 8L * size;
+    }
+
+    /** Checks a queue size: a power of two in 1..32768 (2.7: "Queue Size value is always a power of 2"). */
+    public static boolean validSize(int size) {
+        return size >= 1 && size <= MAX_SIZE && Integer.bitCount(size) == 1;
+    }
+
+    /**
+     * Binds the queue to guest memory: each area must lie inside one region chunk, aligned as 2.7 requires.
+     * Returns null on success, or the reason the rings cannot be used.
+     */
+    public String activate(GuestMemory mem) {
+        if (!validSize(size)) {
+            return "queue size " + size + " is not a power of two in 1.." + MAX_SIZE;
+        }
+        if ((descAddress & (DESC_ALIGN - 1)) != 0 || (availAddress & (AVAIL_ALIGN - 1)) != 0
+                || (usedAddress & (USED_ALIGN - 1)) != 0) {
+            return String.format("ring addresses desc=0x%x avail=0x%x used=0x%x are not aligned to 16/2/4",
+                    descAddress, availAddress, usedAddress);
+        }
+        long d = mem.locate(descAddress, descTableBytes(size));
+        long a = mem.locate(availAddress, availRingBytes(size));
+        long u = mem.locate(usedAddress, usedRingBytes(size));
+        if (d == GuestMemory.NOWHERE) {
+            return "descriptor table 0x" + Long.toHexString(descAddress) + "+" + descTableBytes(size)
+                    + " is not inside one guest memory region";
+        }
+        if (a == GuestMemory.NOWHERE) {
+            return "available ring 0x" + Long.toHexString(availAddress) + "+" + availRingBytes(size)
+                    + " is not inside one guest memory region";
+        }
+        if (u == GuestMemory.NOWHERE) {
+            return "used ring 0x" + Long.toHexString(usedAddress) + "+" + usedRingBytes(size)
+                    + " is not inside one guest memory region";
+        }
+        this.memory = mem;
+        this.desc = mem.chunk(GuestMemory.chunkId(d));
+        this.descBase = GuestMemory.offset(d);
+        this.avail = mem.chunk(GuestMemory.chunkId(a));
+        this.availBase = GuestMemory.offset(a);
+        this.used = mem.chunk(GuestMemory.chunkId(u));
+        this.usedBase = GuestMemory.offset(u);
+        return null;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    public long descAddress() {
+        return descAddress;
+    }
+
+    public long availAddress() {
+        return availAddress;
+    }
+
+    public long usedAddress() {
+        return usedAddress;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    public int nextAvail() {
+        return nextAvail;
+    }
+
+    /** Where the device resumes (vhost-user SET_VRING_BASE, or restoring after a stop). */
+    public void setNextAvail(int index) {
+        nextAvail = index & 0xffff;
+        cachedAvailIdx = nextAvail;
+    }
+
+    public int nextUsed() {
+        return nextUsed;
+    }
+
+    public void setNextUsed(int index) {
+        nextUsed = index & 0xffff;
+        publishedUsed = nextUsed;
+    }
+
+    /** Reads the used index from the ring: after a reconnect the device resumes where the ring says. */
+    public int readUsedIndex() {
+        return (short) U16.getAcquire(used, usedBase + 2) & 0xffff;
+    }
+
+    /**
+     * Number of chains the driver made available and the device has not taken. Reads avail.idx with acquire
+     * (2.7.13.3: the driver publishes the ring entry before the index).
+     *
+     * @throws QueueException AVAIL_INDEX_TOO_FAR if the driver moved the index more than the queue size ahead
+     */
+    public int available() throws QueueException {
+        int idx = (short) U16.getAcquire(avail, availBase + 2) & 0xffff;
+        int n = (idx - nextAvail) & 0xffff;
+        if (n > size) {
+            throw new QueueException(QueueException.Kind.AVAIL_INDEX_TOO_FAR,
+                    "avail.idx " + idx + " is " + n + " ahead of the device's " + nextAvail
+                            + ", more than the queue size " + size);
+        }
+        cachedAvailIdx = idx;
+        return n;
+    }
+
+    /**
+     * Takes the next available head (call only after {@link #available()} said there is one).
+     *
+     * @throws QueueException HEAD_OUT_OF_RANGE if the ring entry is not a descriptor index
+     */
+    public int pop() throws QueueException {
+        int slot = nextAvail & (size - 1);
+        int head = avail.getShort(availBase + 4 + 2 * slot) & 0xffff;
+        if (head >= size) {
+            throw new QueueException(QueueException.Kind.HEAD_OUT_OF_RANGE,
+                    "avail ring slot " + slot + " holds head " + head + ", queue size is " + size);
+        }
+        nextAvail = (nextAvail + 1) & 0xffff;
+        return head;
+    }
+
+    /** Gives back the last {@code n} popped chains that were not used (e.g. an RX frame that must wait). */
+    public void unpop(int n) {
+        nextAvail = (nextAvail - n) & 0xffff;
+    }
+
+    /**
+     * Walks the chain starting at {@code head} into {@code out}, checking every rule of 2.7.5: indices in range,
+     * at most queue-size descriptors in all (a loop is caught this way), indirect tables well-formed and not nested,
+     * every buffer inside guest memory, readable descriptors before writable ones.
+     */
+    public void walk(int head, DescriptorChain out) throws QueueException {
+        out.reset(head);
+        ByteBuffer table = desc;
+        int tableBase = descBase;
+        int tableSize = size;
+        boolean inIndirect = false;
+        int index = head;
+        int budget = size; // TTL: no legitimate chain has more descriptors than the queue size
+        boolean sawWritable = false;
+        while (true) {
+            if (budget-- == 0) {
+                throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
+                        "chain at head " + head + " has more than " + size + " descriptors (loop?)");
+            }
+            int at = tableBase + DESC_SIZE * index;
+            long addr = table.getLong(at);
+            int len = table.getInt(at + 8);
+            int flags = table.getShort(at + 12) & 0xffff;
+            int next = table.getShort(at + 14) & 0xffff;
+            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
+                if (!indirect) {
+                    throw new QueueException(QueueException.Kind.INDIRECT_NOT_NEGOTIATED,
+                            "descriptor " + index + " of chain " + head + " is INDIRECT but INDIRECT_DESC was not negotiated");
+                }
+                if (inIndirect) {
+                    throw new QueueException(QueueException.Kind.NESTED_INDIRECT,
+                            "indirect table of chain " + head + " holds another INDIRECT descriptor at " + index);
+                }
+                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    throw new QueueException(QueueException.Kind.INDIRECT_WITH_NEXT,
+                            "descriptor " + index + " of chain " + head + " sets both INDIRECT and NEXT");
+                }
+                long tableLen = len & 0xffffffffL;
+                if (tableLen == 0 || tableLen % DESC_SIZE != 0) {
+                    throw new QueueException(QueueException.Kind.INDIRECT_BAD_LENGTH,
+                            "indirect table of chain " + head + " has length " + tableLen + ", not a positive multiple of 16");
+                }
+                if (tableLen / DESC_SIZE > size) {
+                    throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
+                            "indirect table of chain " + head + " has " + tableLen / DESC_SIZE
+                                    + " descriptors, more than the queue size " + size);
+                }
+                long loc = memory.locate(addr, tableLen);
+                if (loc == GuestMemory.NOWHERE) {
+                    throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY,
+                            "indirect table 0x" + Long.toHexString(addr) + "+" + tableLen + " of chain " + head
+                                    + " is not inside one guest memory region");
+                }
+                table = memory.chunk(GuestMemory.chunkId(loc));
+                tableBase = GuestMemory.offset(loc);
+                tableSize = (int) (tableLen / DESC_SIZE);
+                inIndirect = true;
+                index = 0;
+                continue;
+            }
+            long ulen = len & 0xffffffffL;
+            if (ulen != 0 && !memory.contains(addr, ulen)) {
+                throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY,
+                        "buffer 0x" + Long.toHexString(addr) + "+" + ulen + " of chain " + head
+                                + " is outside guest memory");
+            }
+            boolean w = (flags & VIRTQ_DESC_F_WRITE) != 0;
+            if (!w && sawWritable) {
+                throw new QueueException(QueueException.Kind.READABLE_AFTER_WRITABLE,
+                        "chain " + head + " has a device-readable descriptor after a device-writable one");
+            }
+            sawWritable |= w;
+            if (ulen != 0) {
+                if (out.count() == out.capacity()) {
+                    throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
+                            "chain at head " + head + " has more than " + out.capacity() + " buffers");
+                }
+                out.add(addr, len, w);
+                if (out.readableBytes() + out.writableBytes() > 0xffffffffL) {
+                    throw new QueueException(QueueException.Kind.CHAIN_TOO_BIG,
+                            "chain at head " + head + " is larger than 4 GiB");
+                }
+            }
+            if ((flags & VIRTQ_DESC_F_NEXT) == 0) {
+                return;
+            }
+            if (next >= tableSize) {
+                throw new QueueException(QueueException.Kind.NEXT_OUT_OF_RANGE,
+                        "descriptor " + index + " of chain " + head + " has next " + next + ", table size is " + tableSize);
+            }
+            index = next;
+        }
+    }
+
+    /** Puts (head, written length) in the next used slot; not visible to the driver before {@link #publishUsed()}. */
+    public void addUsed(int head, int writtenLength) {
+        int slot = nextUsed & (size - 1);
+        int at = usedBase + 4 + 8 * slot;
+        used.putInt(at, head);
+        used.putInt(at + 4, writtenLength);
+        memory.markDirty(usedAddress + 4 + 8L * slot, 8);
+        nextUsed = (nextUsed + 1) & 0xffff;
+    }
+
+    /** Makes all added used entries visible: used.idx written with release (2.7.8: entries before the index). */
+    public void publishUsed() {
+        U16.setRelease(used, usedBase + 2, (short) nextUsed);
+        memory.markDirty(usedAddress + 2, 2);
+    }
+
+    /**
+     * Whether the driver wants a used-buffer notification for what was published since the last call
+     * (2.7.10): with EVENT_IDX, iff used_event lies in (old, new]; otherwise unless VIRTQ_AVAIL_F_NO_INTERRUPT.
+     */
+    public boolean needsNotification() {
+        // The used index store must be visible before we read the driver's used_event / flags (2.7.10).
+        VarHandle.fullFence();
+        int old = publishedUsed;
+        int now = nextUsed;
+        publishedUsed = now;
+        if (old == now) {
+            return false;
+        }
+        if (eventIdx) {
+            int usedEvent = (short) U16.getAcquire(avail, availBase + 4 + 2 * size) & 0xffff;
+            return needEvent(usedEvent, now, old);
+        }
+        int flags = (short) U16.getAcquire(avail, availBase) & 0xffff;
+        return (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) == 0;
+    }
+
+    /** vring_need_event of the spec (2.7.10): true iff eventIdx is in the window (old, now] modulo 2^16. */
+    public static boolean needEvent(int eventIdx, int now, int old) {
+        return ((now - eventIdx - 1) & 0xffff) < ((now - old) & 0xffff);
+    }
+
+    /**
+     * Asks the driver to kick (or not) when it adds buffers (2.7.7 / 2.7.10): with EVENT_IDX, avail_event is
+     * set to the next index we will read; otherwise VIRTQ_USED_F_NO_NOTIFY is cleared or set. After enabling,
+     * the caller must re-check {@link #available()}: the fence makes that re-check see a buffer added before
+     * the driver could see our request.
+     */
+    public void setKickWanted(boolean wanted) {
+        if (eventIdx) {
+            if (wanted) {
+                U16.setRelease(used, usedBase + 4 + 8 * size, (short) nextAvail);
+                memory.markDirty(usedAddress + 4 + 8L * size, 2);
+            }
+        } else {
+            U16.setRelease(used, usedBase, (short) (wanted ? 0 : VIRTQ_USED_F_NO_NOTIFY));
+            memory.markDirty(usedAddress, 2);
+        }
+        if (wanted) {
+            VarHandle.fullFence();
+        }
+    }
+
+    /** True if the driver's avail.idx moved past what the device consumed (a cheap check, no validation). */
+    public boolean hasAvailable() {
+        int idx = (short) U16.getAcquire(avail, availBase + 2) & 0xffff;
+        return idx != nextAvail;
+    }
+
+    @Override
+    public String toString() {
+        return String.format("SplitQueue[size=%d desc=0x%x avail=0x%x used=0x%x next_avail=%d next_used=%d]",
+                size, descAddress, availAddress, usedAddress, nextAvail, nextUsed);
+    }
+}
