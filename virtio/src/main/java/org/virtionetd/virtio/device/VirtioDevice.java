@@ -29,8 +29,9 @@ public interface VirtioDevice extends AutoCloseable {
     long ackedFeatures();
 
     /**
-     * Accepts the driver's features, or refuses them with {@link VirtioException.Kind#FEATURES} naming the bit
-     * (not offered, or a dependency of 5.1.3.1 missing). On success the backends are configured for them.
+     * The driver's features. Acceptable ones are applied at once (backends configured). Unacceptable ones (not
+     * offered, or a dependency of 5.1.3.1 missing) are refused with {@link VirtioException.Kind#FEATURES} naming
+     * the bit, except during the status sequence (DRIVER set), where the refusal is FEATURES_OK not being kept.
      */
     void setDriverFeatures(long features) throws VirtioException;
 

@@ -125,8 +125,15 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         proposed = features;
         String wrong = FeatureRules.check(features, offered);
         if (wrong != null) {
+            if ((status & DeviceStatus.DRIVER) != 0) {
+                // A driver going through the status sequence learns of the refusal at FEATURES_OK (3.1.1 step 6):
+                // the features register itself cannot refuse a write.
+                LOG.log(System.Logger.Level.WARNING, "driver wrote unacceptable features: " + wrong);
+                return;
+            }
             throw new VirtioException(VirtioException.Kind.FEATURES, wrong);
         }
+        // Applied at once: a legacy driver has no FEATURES_OK step (3.1.2), and vhost-user has none either.
         applyFeatures(features);
     }
 
@@ -324,7 +331,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         newStatus &= ~DeviceStatus.NEEDS_RESET;
         if ((newStatus & DeviceStatus.FEATURES_OK) != 0 && (old & DeviceStatus.FEATURES_OK) == 0) {
             String wrong = FeatureRules.check(proposed, offered);
-            if (wrong == null) {
+            if (wrong == null && acked != proposed) {
                 try {
                     applyFeatures(proposed);
                 } catch (VirtioException e) {
