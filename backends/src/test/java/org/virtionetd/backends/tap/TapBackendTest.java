@@ -404,4 +404,58 @@ class TapBackendTest {
             qs.forEach(TapBackend::close);
         }
     }
+
+    /**
+     * HOST_TSO4 / HOST_USO: a 4000-byte GSO frame with gso_size 1000 written to the tap is forwarded by the
+     * namespace to a veth whose segmentation offloads are off, so the kernel segments it in software; tcpdump on
+     * that veth sees the segments.
+     */
+    @ParameterizedTest(name = "gso_type {0}")
+    @ValueSource(ints = {VirtioNetHeader.GSO_TCPV4, VirtioNetHeader.GSO_UDP_L4})
+    void kernelSegmentsAGsoFrameWrittenToTheTap(int gsoType) throws IOException {
+        try (Rig rig = new Rig(true); Netns far = new Netns()) {
+            boolean tcp = gsoType == VirtioNetHeader.GSO_TCPV4;
+            assertThat(rig.backend.capabilities() & VirtioNetFeature.bits(
+                    tcp ? VirtioNetFeature.HOST_TSO4 : VirtioNetFeature.HOST_USO)).isNotZero();
+            rig.backend.configure(VirtioNetFeature.bits(VirtioNetFeature.CSUM, VirtioNetFeature.HOST_TSO4,
+                    VirtioNetFeature.HOST_USO, VirtioNetFeature.MRG_RXBUF), 12);
+            TapTestNet.run("ip", "-n", rig.ns.name, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
+                    "netns", far.name);
+            TapTestNet.run("ip", "-n", rig.ns.name, "addr", "add", "10.78.0.1/24", "dev", "vA");
+            TapTestNet.run("ip", "-n", rig.ns.name, "link", "set", "vA", "up");
+            TapTestNet.run("ip", "-n", far.name, "link", "set", "vB", "address", "02:00:00:00:01:02");
+            TapTestNet.run("ip", "-n", far.name, "addr", "add", "10.78.0.2/24", "dev", "vB");
+            TapTestNet.run("ip", "-n", far.name, "link", "set", "vB", "up");
+            rig.ns.neighbour("10.78.0.2", "02:00:00:00:01:02", "vA");
+            rig.ns.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
+            rig.ns.exec("ethtool", "-K", "vA", "tso", "off", "tx-udp-segmentation", "off");
+
+            try (Background dump = new Background(rig.ns.prefixed("tcpdump", "-i", "vA", "-nn", "-l", "-c", "4",
+                    "-Q", "out", "host", "10.78.0.2"))) {
+                dump.await(l -> l.contains("listening on"), WAIT, "tcpdump start");
+                byte[] src = Frames.ip(OUR_IP);
+                byte[] dst = Frames.ip("10.78.0.2");
+                byte[] payload = new byte[4000];
+                for (int i = 0; i < payload.length; i++) {
+                    payload[i] = (byte) i;
+                }
+                byte[] l4 = tcp ? Frames.tcp(src, dst, 40000, 5001, 1000, payload, Frames.Csum.PSEUDO_ONLY)
+                        : Frames.udp(src, dst, 40000, 5001, payload, Frames.Csum.PSEUDO_ONLY);
+                int l4hdr = tcp ? 20 : 8;
+                Packet p = packet(12, Frames.ether(Frames.mac(NS_MAC), Frames.mac(OUR_MAC),
+                        Frames.ipv4(src, dst, tcp ? Frames.PROTO_TCP : Frames.PROTO_UDP, l4, 7)));
+                p.header().flags(VirtioNetHeader.F_NEEDS_CSUM).gsoType(gsoType).gsoSize(1000)
+                        .hdrLen(ETH_HLEN + IP_HLEN + l4hdr).csumStart(ETH_HLEN + IP_HLEN)
+                        .csumOffset(tcp ? 16 : 6);
+                assertThat(rig.backend.send(p)).isTrue();
+
+                List<String> segments = new ArrayList<>();
+                for (int i = 0; i < 4; i++) {
+                    segments.add(dump.await(l -> l.contains(" > 10.78.0.2.5001"), WAIT, "segment " + (i + 1)));
+                }
+                assertThat(segments).as("tcpdump lines " + dump.seen())
+                        .allMatch(l -> l.endsWith("length 1000"));
+            }
+        }
+    }
 }
