@@ -161,6 +161,11 @@ public final class TapBackend implements NetBackend {
         if (count <= 0) {
             return false;
         }
+        if (vnetHeader && packet.headerLength() != headerLength) {
+            // The kernel would read frame bytes as header (or the reverse): a device bug, never guest input.
+            throw new IllegalStateException(name() + ": packet header is " + packet.headerLength()
+                    + " bytes, the tap was configured for " + headerLength);
+        }
         long n = device.write(packet.slices(), first, count);
         if (n > 0) {
             return true;
