@@ -270,6 +270,7 @@ class TapBackendTest {
 
     @ParameterizedTest(name = "vnet header {0}")
     @ValueSource(booleans = {true, false})
+    @SuppressWarnings("try") // the ping process only has to run while we wait
     void pingFromTheNamespaceIsReceived(boolean offload) throws IOException {
         try (Rig rig = new Rig(offload);
              Background ping = new Background(rig.ns.prefixed("busybox", "ping", "-c", "5", OUR_IP))) {
