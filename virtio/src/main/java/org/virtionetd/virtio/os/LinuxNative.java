@@ -67,6 +67,8 @@ public final class LinuxNative {
         static native int open(String path, int flags);
 
         static native int dup(int fd);
+
+        static native int dup2(int oldfd, int newfd);
     }
 
     /** jnr-ffi bindings: the calls made once per batch. */
@@ -181,6 +183,16 @@ public final class LinuxNative {
             throw failure("dup(" + fd + ")", errno());
         }
         return r;
+    }
+
+    /**
+     * Makes {@code newfd} refer to the file of {@code oldfd} (closing what {@code newfd} referred to, atomically).
+     * Used to put a tap fd under a descriptor the JDK owns, so that a FileChannel does the tap's I/O.
+     */
+    public static void dup2(int oldfd, int newfd) throws IOException {
+        if (Libc.dup2(oldfd, newfd) < 0) {
+            throw failure("dup2(" + oldfd + ", " + newfd + ")", errno());
+        }
     }
 
     public static int open(String path, int flags) throws IOException {

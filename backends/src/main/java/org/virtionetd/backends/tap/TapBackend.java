@@ -1,0 +1,226 @@
+package org.virtionetd.backends.tap;
+
+import org.virtionetd.virtio.net.NetBackend;
+import org.virtionetd.virtio.net.Packet;
+import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.net.VirtioNetHeader;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A Linux tap as a {@link NetBackend}: with IFF_VNET_HDR the guest's vnet header goes to the kernel untouched,
+ * which completes checksums and segments GSO frames itself (CSUM, HOST_*), and TUNSETOFFLOAD lets the kernel hand
+ * us partially checksummed and GSO frames for the guest (GUEST_*). Without a vnet header (old kernel or the
+ * no-offload option) nothing is offloaded: send strips the header, receive puts a zeroed one in front.
+ *
+ * <p>One instance per queue pair; every method but {@link #capabilities()} and {@link #programmedOffloads()} runs
+ * on that queue pair's event-loop thread.
+ */
+public final class TapBackend implements NetBackend {
+    private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
+
+    private final TapDevice device;
+    private final boolean vnetHeader;
+    private final long capabilities;
+    private final int probedFlags;
+    private final StagedFrame staged = new StagedFrame();
+    private final StagedFrame.Source source;
+    private int headerLength = VirtioNetHeader.LENGTH_MRG;
+    private volatile int programmed;
+    private long refusedWrites;
+    private long blockedWrites;
+    private boolean loggedRefusal;
+
+    private TapBackend(TapDevice device) throws IOException {
+        this.device = device;
+        this.vnetHeader = device.vnetHeader();
+        this.source = device::read;
+        if (vnetHeader) {
+            device.setVnetHeaderSize(headerLength);
+            // Probe: the full set, then the fallbacks; what the kernel takes decides what the device may offer.
+            probedFlags = device.setOffload(TunOffloads.ALL);
+            capabilities = TunOffloads.hostFeatures(probedFlags) | TunOffloads.guestFeatures(probedFlags);
+            // Until the driver acks GUEST_* nothing partial or GSO may reach it.
+            programmed = device.setOffload(0);
+        } else {
+            probedFlags = 0;
+            capabilities = 0;
+        }
+    }
+
+    /**
+     * Opens one queue of the tap {@code name} (created if missing). {@code offload} false means no vnet header,
+     * hence no offload in either direction.
+     */
+    public static TapBackend open(String name, boolean offload) throws IOException {
+        return wrap(TapDevice.open(name, offload, false));
+    }
+
+    /**
+     * One backend per queue pair on the same tap. More than one queue attaches with IFF_MULTI_QUEUE (one fd per
+     * queue, the kernel spreads flows over them); one queue attaches without, so that it also works with a tap
+     * someone created single-queue.
+     */
+    public static List<TapBackend> openQueues(String name, int queuePairs, boolean offload) throws IOException {
+        if (queuePairs < 1) {
+            throw new IllegalArgumentException("tap " + name + ": queue pairs must be at least 1, got " + queuePairs);
+        }
+        List<TapBackend> out = new ArrayList<>(queuePairs);
+        try {
+            for (int i = 0; i < queuePairs; i++) {
+                out.add(wrap(TapDevice.open(name, offload, queuePairs > 1)));
+            }
+        } catch (IOException | RuntimeException e) {
+            out.forEach(TapBackend::close);
+            throw e;
+        }
+        return out;
+    }
+
+    private static TapBackend wrap(TapDevice d) throws IOException {
+        try {
+            return new TapBackend(d);
+        } catch (IOException | RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public String name() {
+        return "tap:" + device.name();
+    }
+
+    public TapDevice device() {
+        return device;
+    }
+
+    public boolean vnetHeader() {
+        return vnetHeader;
+    }
+
+    /** The TUN_F_* set the kernel accepted when probed at open (0 without a vnet header). */
+    public int probedFlags() {
+        return probedFlags;
+    }
+
+    /** The TUN_F_* flags in effect now. */
+    public int programmedFlags() {
+        return programmed;
+    }
+
+    public int headerLength() {
+        return headerLength;
+    }
+
+    @Override
+    public long capabilities() {
+        return capabilities;
+    }
+
+    @Override
+    public void configure(long negotiatedFeatures, int vnetHeaderLength) throws IOException {
+        if (vnetHeaderLength != VirtioNetHeader.LENGTH_LEGACY && vnetHeaderLength != VirtioNetHeader.LENGTH_MRG) {
+            throw new IllegalArgumentException(name() + ": vnet header length " + vnetHeaderLength
+                    + " is neither 10 nor 12");
+        }
+        staged.discard(); // read with the old length, if any
+        headerLength = vnetHeaderLength;
+        if (vnetHeader) {
+            device.setVnetHeaderSize(vnetHeaderLength);
+            programmed = device.setOffload(TunOffloads.fromGuestFeatures(negotiatedFeatures & capabilities));
+        }
+        LOG.log(System.Logger.Level.DEBUG, () -> name() + ": vnet header " + (vnetHeader ? headerLength : "off")
+                + ", offloads " + TunOffloads.names(programmed));
+    }
+
+    @Override
+    public void setGuestOffloads(long guestOffloads) throws IOException {
+        if (vnetHeader) {
+            programmed = device.setOffload(
+                    TunOffloads.fromGuestFeatures(guestOffloads & VirtioNetFeature.GUEST_OFFLOADS & capabilities));
+        }
+    }
+
+    @Override
+    public List<String> programmedOffloads() {
+        return TunOffloads.names(programmed);
+    }
+
+    /**
+     * One gather write: the header buffer and the frame slices when the tap has a vnet header, the frame alone
+     * otherwise. A frame the kernel refuses (ENOBUFS, link down, a header it rejects) or would block on is dropped.
+     */
+    @Override
+    public boolean send(Packet packet) throws IOException {
+        int first = vnetHeader ? 0 : 1;
+        int count = packet.count() - first;
+        if (count <= 0) {
+            return false;
+        }
+        if (vnetHeader && packet.headerLength() != headerLength) {
+            // The kernel would read frame bytes as header (or the reverse): a device bug, never guest input.
+            throw new IllegalStateException(name() + ": packet header is " + packet.headerLength()
+                    + " bytes, the tap was configured for " + headerLength);
+        }
+        long n = device.write(packet.slices(), first, count);
+        if (n > 0) {
+            return true;
+        }
+        if (n == 0) {
+            blockedWrites++;
+        } else {
+            refusedWrites++;
+            if (!loggedRefusal) {
+                loggedRefusal = true;
+                IOException why = device.lastWriteError();
+                LOG.log(System.Logger.Level.WARNING, name() + ": the kernel refused a frame ("
+                        + (why == null ? "?" : why.getMessage()) + "); dropping such frames, logged once");
+            }
+        }
+        return false;
+    }
+
+    @Override
+    public int peekLength() throws IOException {
+        return staged.peek(source, vnetHeader, headerLength);
+    }
+
+    @Override
+    public int receive(ByteBuffer[] slices, int count) throws IOException {
+        return staged.scatter(source, vnetHeader, headerLength, slices, count);
+    }
+
+    @Override
+    public int receiveReadyFd() {
+        return device.fd();
+    }
+
+    /** Frames the kernel refused (dropped). */
+    public long refusedWrites() {
+        return refusedWrites;
+    }
+
+    /** Frames dropped because the tap would have blocked. */
+    public long blockedWrites() {
+        return blockedWrites;
+    }
+
+    /** Received frames dropped because the room given was smaller than the frame. */
+    public long noRoomDrops() {
+        return staged.noRoomDrops();
+    }
+
+    @Override
+    public void close() {
+        device.close();
+    }
+
+    @Override
+    public String toString() {
+        return name() + " caps=" + VirtioNetFeature.names(capabilities) + " tun=" + TunOffloads.names(programmed);
+    }
+}

@@ -1,0 +1,263 @@
+package org.virtionetd.backends.tap;
+
+import com.sun.jna.Memory;
+import org.virtionetd.backends.tap.uapi.IfTun;
+import org.virtionetd.virtio.os.LinuxNative;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * One queue of a Linux tap interface: an fd of /dev/net/tun attached with TUNSETIFF, non-blocking, whose frames
+ * move through a {@link FileChannel} (gather write, plain read; no native call of ours per packet).
+ *
+ * <p>How the fd gets under a FileChannel: the JDK cannot wrap an int fd, so we let it open a private temporary
+ * file, find that descriptor by its unique path in /proc/self/fd, and {@code dup2} the tap fd over it. The channel
+ * then owns the tap; no other thread's open() can be confused with ours.
+ *
+ * <p>Never interrupt a thread doing I/O here: an interrupted FileChannel closes itself, and the tap with it.
+ */
+public final class TapDevice implements AutoCloseable {
+    private static final String TUN_PATH = "/dev/net/tun";
+
+    private final String name;
+    private final int fd;
+    private final int flags;
+    private final RandomAccessFile file;
+    private final FileChannel channel;
+    private volatile IOException lastWriteError;
+
+    private TapDevice(String name, int fd, int flags, RandomAccessFile file) {
+        this.name = name;
+        this.fd = fd;
+        this.flags = flags;
+        this.file = file;
+        this.channel = file.getChannel();
+    }
+
+    /** The IFF_* flags the running kernel supports (TUNGETFEATURES). */
+    public static int kernelFeatures() throws IOException {
+        int tun = LinuxNative.open(TUN_PATH, LinuxNative.O_RDWR | LinuxNative.O_CLOEXEC);
+        try {
+            return getFeatures(tun);
+        } finally {
+            LinuxNative.close(tun);
+        }
+    }
+
+    /**
+     * Attaches to the tap {@code name}, creating it if it does not exist (a created tap disappears when its last
+     * queue is closed). IFF_TAP | IFF_NO_PI, plus IFF_VNET_HDR and IFF_MULTI_QUEUE as asked; every queue of a
+     * multi-queue tap must be opened with the same flags.
+     */
+    public static TapDevice open(String name, boolean vnetHeader, boolean multiQueue) throws IOException {
+        byte[] nameBytes = checkName(name);
+        int tun = LinuxNative.open(TUN_PATH, LinuxNative.O_RDWR | LinuxNative.O_CLOEXEC);
+        try {
+            int features = getFeatures(tun);
+            int flags = IfTun.IFF_TAP | IfTun.IFF_NO_PI;
+            if (vnetHeader) {
+                if ((features & IfTun.IFF_VNET_HDR) == 0) {
+                    throw new IOException("tap " + name + ": this kernel has no IFF_VNET_HDR (TUNGETFEATURES=0x"
+                            + Integer.toHexString(features) + "); use the no-offload option");
+                }
+                flags |= IfTun.IFF_VNET_HDR;
+            }
+            if (multiQueue) {
+                if ((features & IfTun.IFF_MULTI_QUEUE) == 0) {
+                    throw new IOException("tap " + name + ": this kernel has no IFF_MULTI_QUEUE (TUNGETFEATURES=0x"
+                            + Integer.toHexString(features) + ")");
+                }
+                flags |= IfTun.IFF_MULTI_QUEUE;
+            }
+            Memory ifr = new Memory(IfTun.IFREQ_SIZE);
+            ifr.clear();
+            ifr.write(0, nameBytes, 0, nameBytes.length);
+            ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) flags);
+            LinuxNative.ioctl(tun, IfTun.TUNSETIFF, ifr,
+                    "TUNSETIFF " + name + " flags=0x" + Integer.toHexString(flags));
+            String actual = ifr.getString(0, StandardCharsets.US_ASCII.name());
+            LinuxNative.setNonBlocking(tun);
+            Adopted a = adopt(tun, actual);
+            return new TapDevice(actual, a.fd, flags, a.file);
+        } finally {
+            LinuxNative.close(tun); // the tap now lives under the JDK's descriptor (or failed)
+        }
+    }
+
+    private static byte[] checkName(String name) {
+        if (name == null || name.isEmpty()) {
+            throw new IllegalArgumentException("tap name is empty");
+        }
+        byte[] b = name.getBytes(StandardCharsets.US_ASCII);
+        if (b.length >= IfTun.IFNAMSIZ) {
+            throw new IllegalArgumentException("tap name '" + name + "' is " + b.length
+                    + " bytes; at most " + (IfTun.IFNAMSIZ - 1));
+        }
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (c <= ' ' || c >= 0x7f || c == '/' || c == ':') {
+                throw new IllegalArgumentException("tap name '" + name + "' has a forbidden character at " + i);
+            }
+        }
+        return b;
+    }
+
+    private static int getFeatures(int tun) throws IOException {
+        Memory m = new Memory(4);
+        m.setInt(0, 0);
+        LinuxNative.ioctl(tun, IfTun.TUNGETFEATURES, m, "TUNGETFEATURES");
+        return m.getInt(0);
+    }
+
+    /** A JDK-owned file and its descriptor number, which now refers to the tap. */
+    private static final class Adopted {
+        final RandomAccessFile file;
+        final int fd;
+
+        Adopted(RandomAccessFile file, int fd) {
+            this.file = file;
+            this.fd = fd;
+        }
+    }
+
+    /** Puts the tap fd under the descriptor of a JDK-opened temporary file (see the class comment). */
+    private static Adopted adopt(int tun, String name) throws IOException {
+        Path tmp = Files.createTempFile("virtio-netd-" + name + "-", ".fd").toRealPath();
+        RandomAccessFile file = null;
+        try {
+            file = new RandomAccessFile(tmp.toFile(), "rw");
+            int jdkFd = findFd(tmp);
+            if (jdkFd < 0) {
+                throw new IOException("tap " + name + ": cannot find the descriptor of " + tmp + " in /proc/self/fd");
+            }
+            LinuxNative.dup2(tun, jdkFd);
+            Adopted r = new Adopted(file, jdkFd);
+            file = null;
+            return r;
+        } finally {
+            if (file != null) {
+                file.close();
+            }
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    private static int findFd(Path target) throws IOException {
+        String want = target.toString();
+        try (DirectoryStream<Path> fds = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
+            for (Path p : fds) {
+                try {
+                    if (Files.readSymbolicLink(p).toString().equals(want)) {
+                        return Integer.parseInt(p.getFileName().toString());
+                    }
+                } catch (IOException e) {
+                    // a descriptor closed while we listed: not ours
+                }
+            }
+        }
+        return -1;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public int fd() {
+        return fd;
+    }
+
+    /** The IFF_* flags this queue was attached with. */
+    public int flags() {
+        return flags;
+    }
+
+    public boolean vnetHeader() {
+        return (flags & IfTun.IFF_VNET_HDR) != 0;
+    }
+
+    /** The interface name and flags the kernel reports for this fd (TUNGETIFF). */
+    public int kernelFlags() throws IOException {
+        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
+        ifr.clear();
+        LinuxNative.ioctl(fd, IfTun.TUNGETIFF, ifr, "TUNGETIFF " + name);
+        return ifr.getShort(IfTun.IFR_FLAGS_OFFSET) & 0xffff;
+    }
+
+    /** TUNSETVNETHDRSZ: the length of the header in front of every frame, both ways. */
+    public void setVnetHeaderSize(int length) throws IOException {
+        Memory m = new Memory(4);
+        m.setInt(0, length);
+        LinuxNative.ioctl(fd, IfTun.TUNSETVNETHDRSZ, m, "TUNSETVNETHDRSZ " + name + " " + length);
+    }
+
+    public int vnetHeaderSize() throws IOException {
+        Memory m = new Memory(4);
+        m.setInt(0, 0);
+        LinuxNative.ioctl(fd, IfTun.TUNGETVNETHDRSZ, m, "TUNGETVNETHDRSZ " + name);
+        return m.getInt(0);
+    }
+
+    /** One TUNSETOFFLOAD: 0, or -errno if the kernel refused these flags. */
+    public int trySetOffload(int tunFlags) {
+        return LinuxNative.ioctlOrErrno(fd, IfTun.TUNSETOFFLOAD, tunFlags & 0xffffffffL);
+    }
+
+    /** TUNSETOFFLOAD with the fallback sequence of {@link TunOffloads#attempts}; returns the flags in effect. */
+    public int setOffload(int wanted) throws IOException {
+        return TunOffloads.program(wanted, this::trySetOffload, "tap " + name);
+    }
+
+    /**
+     * Writes one frame gathered from {@code slices[offset .. offset+count)} (positions advance). Returns the bytes
+     * written; 0 if the kernel would block; -1 if it refused this frame (ENOBUFS, EIO when the link is down, EINVAL
+     * for a header it rejects): the frame is dropped and {@link #lastWriteError()} says why.
+     *
+     * @throws ClosedChannelException if the tap is closed
+     */
+    public long write(ByteBuffer[] slices, int offset, int count) throws IOException {
+        try {
+            return channel.write(slices, offset, count);
+        } catch (ClosedChannelException e) {
+            throw e;
+        } catch (IOException e) {
+            lastWriteError = e;
+            return -1;
+        }
+    }
+
+    /** Reads one frame into {@code dst} from its position; returns its length, 0 if none is waiting. */
+    public int read(ByteBuffer dst) throws IOException {
+        return channel.read(dst);
+    }
+
+    /** Why the last refused write was refused, or null. */
+    public IOException lastWriteError() {
+        return lastWriteError;
+    }
+
+    public boolean isOpen() {
+        return channel.isOpen();
+    }
+
+    @Override
+    public void close() {
+        try {
+            file.close();
+        } catch (IOException e) {
+            // nothing left to do with a tap we are closing
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "tap " + name + " (fd " + fd + ", flags 0x" + Integer.toHexString(flags) + ")";
+    }
+}
