@@ -1,0 +1,54 @@
+package org.virtionetd.glue.control;
+
+import org.virtionetd.virtio.net.NetCounters;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** The counters of every queue pair, as a table (one row per counter, one column per pair) or as JSON. */
+public final class StatsReport {
+    private final String device;
+    private final List<Map<String, Long>> pairs = new ArrayList<>();
+
+    public StatsReport(String device, List<NetCounters> counters) {
+        this.device = device;
+        for (NetCounters c : counters) {
+            pairs.add(c.snapshot());
+        }
+    }
+
+    public String toJson() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("device", device);
+        List<Object> qs = new ArrayList<>();
+        for (int i = 0; i < pairs.size(); i++) {
+            Map<String, Object> q = new LinkedHashMap<>();
+            q.put("pair", i);
+            q.putAll(pairs.get(i));
+            qs.add(q);
+        }
+        m.put("queue_pairs", qs);
+        return Json.write(m);
+    }
+
+    public String toTable() {
+        StringBuilder sb = new StringBuilder("device ").append(device).append('\n');
+        sb.append(String.format("%-28s", "COUNTER"));
+        for (int i = 0; i < pairs.size(); i++) {
+            sb.append(String.format(" %14s", "pair " + i));
+        }
+        sb.append('\n');
+        if (!pairs.isEmpty()) {
+            for (String name : pairs.get(0).keySet()) {
+                sb.append(String.format("%-28s", name));
+                for (Map<String, Long> p : pairs) {
+                    sb.append(String.format(" %14d", p.get(name)));
+                }
+                sb.append('\n');
+            }
+        }
+        return sb.toString();
+    }
+}
