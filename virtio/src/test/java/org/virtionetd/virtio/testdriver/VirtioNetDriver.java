@@ -17,7 +17,7 @@ import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -243,7 +243,15 @@ public final class VirtioNetDriver implements AutoCloseable {
     private EventFd[] kicks = new EventFd[0];
     /** Used elements read from a queue but not yet claimed (TX completions, partial RX packets). */
     private final Map<Integer, ArrayDeque<UsedElement>> unclaimed = new java.util.HashMap<>();
-    private final Map<Chain, UsedElement> completed = new IdentityHashMap<>();
+    /** Returned chains not yet awaited (Chain has identity equality); the oldest are forgotten past 65536. */
+    private final Map<Chain, UsedElement> completed = new LinkedHashMap<>() {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<Chain, UsedElement> eldest) {
+            return size() > 65536;
+        }
+    };
 
     public VirtioNetDriver(VirtioDevice device, GuestMemory memory, Options options) {
         this.device = device;
