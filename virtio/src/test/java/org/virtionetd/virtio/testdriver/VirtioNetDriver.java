@@ -347,6 +347,19 @@ public final class VirtioNetDriver implements AutoCloseable {
         }
     }
 
+    /**
+     * Stops queue {@code index} and starts it again where it stopped, as a vhost-user front-end does around
+     * GET_VRING_BASE / SET_VRING_BASE (e.g. migration): returns the next available index the device reported.
+     */
+    public int restartQueue(int index) throws VirtioException {
+        SplitQueueDriver q = queue(index);
+        int base = device.stopQueue(index);
+        device.setQueue(index, q.size(), q.descTableAddress(), q.availRingAddress(), q.usedRingAddress());
+        device.setQueueNextAvail(index, base);
+        device.startQueue(index, kicks[index], notifiers[index]);
+        return base;
+    }
+
     /** 3.1.1 step 8. */
     public void driverOk() {
         int s = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK

@@ -100,8 +100,11 @@ class VirtioNetDriverTest {
             queues.put(index, new long[] {size, desc, avail, used});
         }
 
+        final List<String> calls = new ArrayList<>();
+
         @Override
         public void setQueueNextAvail(int index, int nextAvail) {
+            calls.add("setQueueNextAvail(" + index + ", " + nextAvail + ")");
         }
 
         @Override
@@ -120,7 +123,8 @@ class VirtioNetDriverTest {
 
         @Override
         public int stopQueue(int index) {
-            return 0;
+            calls.add("stopQueue(" + index + ")");
+            return 7;
         }
 
         @Override
@@ -486,6 +490,20 @@ class VirtioNetDriverTest {
             assertThat(d.queue(0).eventIdx()).isFalse();
             dev.notifiers.get(0).notifyUsed();
             assertThat(d.notifier(0).count()).isEqualTo(1);
+        }
+    }
+
+    @Test
+    void restartingAQueueResumesAtTheIndexTheDeviceReported() throws Exception {
+        ScriptedDevice dev = new ScriptedDevice(OFFER, 1);
+        try (VirtioNetDriver d = new VirtioNetDriver(dev, mem, new VirtioNetDriver.Options().queueSize(8))) {
+            d.start();
+            long[] before = dev.queues.get(1).clone();
+            EventFd kick = dev.kicks.get(1);
+            assertThat(d.restartQueue(1)).isEqualTo(7);
+            assertThat(dev.calls).containsExactly("stopQueue(1)", "setQueueNextAvail(1, 7)");
+            assertThat(dev.queues.get(1)).containsExactly(before);
+            assertThat(dev.kicks.get(1)).isSameAs(kick);
         }
     }
 
