@@ -580,7 +580,16 @@ public final class VirtioNetDriver implements AutoCloseable {
     }
 
     private int slotsPerRxBuffer() {
-        return rxMode == RxMode.BIG && !options.rxIndirect ? rxBuffer().size() : 1;
+        return rxMode == RxMode.BIG && options.rxIndirect ? 1 : rxBuffer().size();
+    }
+
+    /**
+     * Without VERSION_1 or ANY_LAYOUT, 5.1.6.6 (legacy message framing) puts the header in a descriptor of its
+     * own, data in the following ones.
+     */
+    private boolean anyLayout() {
+        return VirtioFeature.has(negotiated, VirtioFeature.VERSION_1)
+                || VirtioFeature.has(negotiated, VirtioFeature.ANY_LAYOUT);
     }
 
     private List<Buffer> rxBuffer() {
@@ -588,7 +597,8 @@ public final class VirtioNetDriver implements AutoCloseable {
             case MERGEABLE:
                 return List.of(Buffer.writable(options.mergeableBufferSize));
             case SMALL:
-                return List.of(Buffer.writable(headerLength + options.smallFrameRoom));
+                return anyLayout() ? List.of(Buffer.writable(headerLength + options.smallFrameRoom))
+                        : List.of(Buffer.writable(headerLength), Buffer.writable(options.smallFrameRoom));
             default:
                 // Like Linux's big packets: the header alone, then page-sized pieces, scattered.
                 List<Buffer> out = new ArrayList<>();

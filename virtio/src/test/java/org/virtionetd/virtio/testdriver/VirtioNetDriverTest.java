@@ -267,6 +267,20 @@ class VirtioNetDriverTest {
     }
 
     @Test
+    void legacyWithoutAnyLayoutPutsTheReceiveHeaderInItsOwnDescriptor() throws Exception {
+        ScriptedDevice dev = new ScriptedDevice(OFFER & ~bits(MRG_RXBUF), 1);
+        VirtioNetDriver.Options o = new VirtioNetDriver.Options().legacy(true).without(GUEST_CSUM).queueSize(8);
+        try (VirtioNetDriver d = new VirtioNetDriver(dev, mem, o)) {
+            d.start();
+            assertThat(VirtioFeature.has(dev.acked, VirtioFeature.ANY_LAYOUT)).as("not offered").isFalse();
+            assertThat(d.rxMode()).isEqualTo(VirtioNetDriver.RxMode.SMALL);
+            TinyWalker rx = new TinyWalker(mem, dev.layout(0));
+            assertThat(rx.availIdx()).as("8 slots, 2 per buffer").isEqualTo(4);
+            assertThat(rx.walk(rx.popHead())).extracting(TinyWalker.Element::len).containsExactly(10L, 1514L);
+        }
+    }
+
+    @Test
     void refusedFeaturesOkFailsStartAndSetsFailed() {
         ScriptedDevice dev = new ScriptedDevice(OFFER, 1);
         dev.refuseIfAcked = bits(HOST_UFO);
