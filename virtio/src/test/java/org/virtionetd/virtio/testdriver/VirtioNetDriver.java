@@ -254,10 +254,15 @@ public final class VirtioNetDriver implements AutoCloseable {
     };
 
     public VirtioNetDriver(VirtioDevice device, GuestMemory memory, Options options) {
+        this(device, new GuestAllocator(memory, options.seed, options.maxGap), options);
+    }
+
+    /** Shares an allocator, e.g. two drivers (two devices) in one guest memory. */
+    public VirtioNetDriver(VirtioDevice device, GuestAllocator allocator, Options options) {
         this.device = device;
-        this.memory = memory;
+        this.memory = allocator.memory();
         this.options = options;
-        this.allocator = new GuestAllocator(memory, options.seed, options.maxGap);
+        this.allocator = allocator;
         this.random = allocator.random();
     }
 
