@@ -155,8 +155,11 @@ final class QueuePairLoop implements Runnable {
                     more |= serviceTx();
                 }
                 if (ctrl != null && !ctrlBroken) {
-                    ctrl.ring().setKickWanted(true);
                     ctrlBroken = !ctrl.process();
+                    // Ask for the next kick only after consuming: with EVENT_IDX, avail_event must name the
+                    // index after what we took, or the driver's next command would not kick (2.7.10).
+                    ctrl.ring().setKickWanted(true);
+                    more |= !ctrlBroken && ctrl.ring().hasAvailable();
                 }
                 if (rx != null) {
                     if (rxWaiting && (rxKicked || polled)) {
