@@ -143,8 +143,9 @@ public final class SoftwareOffload {
             if (hdrLen > frameLength) {
                 return OffloadResult.HDR_LEN_OUT_OF_FRAME;
             }
-            headLength = Math.min(frameLength, HEAD_CAPACITY);
-            copyFrame(0, head, 0, headLength);
+            int headBytes = Math.min(frameLength, HEAD_CAPACITY);
+            copyFrame(0, head, 0, headBytes); // headLength is still 0: these bytes come from the slices
+            headLength = headBytes;
             OffloadResult r = layout.parse(head, 0, headLength, frameLength);
             if (r != OffloadResult.OK) {
                 return r;
