@@ -11,8 +11,8 @@ import java.util.Random;
  * Test frames built byte by byte, and a naive reference checksum that shares no code with the engine
  * (big-endian 16-bit words, odd byte padded with zero, carries folded at the end: RFC 1071 read literally).
  */
-final class TestFrames {
-    static final int L4_TCP = 6;
+public final class TestFrames {
+    public static final int L4_TCP = 6;
     static final int L4_UDP = 17;
 
     private TestFrames() {
@@ -71,8 +71,8 @@ final class TestFrames {
     }
 
     /** Description of a built frame: where things are. */
-    static final class Built {
-        byte[] frame;
+    public static final class Built {
+        public byte[] frame;
         int vlans;
         int l3;
         int ipVersion;
@@ -93,7 +93,7 @@ final class TestFrames {
      * {@code tcpOptions} bytes of options or UDP, then the payload. Lengths are consistent; the L4 checksum holds
      * the pseudo-header sum (the partial-checksum contract of virtio 5.1.6.2).
      */
-    static Built build(Random rnd, int vlans, int ipVersion, int ipOptions, int v6Ext, int l4Proto, int tcpOptions,
+    public static Built build(Random rnd, int vlans, int ipVersion, int ipOptions, int v6Ext, int l4Proto, int tcpOptions,
                        int payload, int tcpFlags) {
         Built b = new Built();
         b.vlans = vlans;
@@ -184,7 +184,7 @@ final class TestFrames {
     }
 
     /** A GSO header for a built frame, NEEDS_CSUM pointing at its L4 checksum. */
-    static VirtioNetHeader gsoHeader(Built b, int gsoType, int gsoSize) {
+    public static VirtioNetHeader gsoHeader(Built b, int gsoType, int gsoSize) {
         return header(VirtioNetHeader.F_NEEDS_CSUM, gsoType, b.payloadOffset, gsoSize, b.l4,
                 b.l4Proto == L4_TCP ? 16 : 6);
     }
