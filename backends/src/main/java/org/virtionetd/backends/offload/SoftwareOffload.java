@@ -20,7 +20,7 @@ import static org.virtionetd.backends.offload.FrameLayout.UDP_HLEN;
  *
  * <p>One engine per event-loop thread: it owns a header scratch and one output buffer, reused for every output,
  * so nothing is allocated per packet. The input frame is only read (a driver's TX buffers are device-readable
- * and must not be written, 2.7.4.1); patches are made on copies.
+ * and the device must not write them, virtio 1.2 2.7.5 "The Virtqueue Descriptor Table"); patches are made on copies.
  *
  * <p>The frame is hostile: everything is checked before the first output is produced, so a frame is either
  * processed or dropped whole with a reason ({@link OffloadResult}), and no input makes this class throw.
