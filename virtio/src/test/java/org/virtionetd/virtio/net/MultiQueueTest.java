@@ -1,0 +1,76 @@
+package org.virtionetd.virtio.net;
+
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.constraints.IntRange;
+import org.junit.jupiter.api.Test;
+import org.virtionetd.virtio.testdriver.Await;
+import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
+import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+
+import java.time.Duration;
+import java.util.Set;
+import java.util.stream.Collectors;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Several queue pairs (5.1.6.5.5) and a round-trip property over random frames and chain shapes. */
+class MultiQueueTest {
+    @Test
+    void pairsBeyondTheFirstReceiveOnlyAfterVqPairsSet() throws Exception {
+        NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, new VirtioNetDriver.Options());
+        try {
+            f.driver.start();
+            assertThat(f.device.offeredFeatures() & VirtioNetFeature.bits(VirtioNetFeature.MQ)).isNotZero();
+            assertThat(f.driver.queuePairs()).isEqualTo(2);
+            f.backends.get(1).deliver(VirtioNetDeviceTest.frame(VirtioNetDeviceTest.DEVICE_MAC, 100, 1));
+            // 5.1.6.5.5: until VQ_PAIRS_SET only receiveq1 is used. Watch pair 1 for a while: nothing may arrive.
+            long deadline = System.nanoTime() + 300_000_000L;
+            while (System.nanoTime() < deadline) {
+                assertThat(f.driver.receive(1)).as("frames on pair 1 before MQ_VQ_PAIRS_SET").isEmpty();
+                Thread.onSpinWait();
+            }
+        } catch (Exception | AssertionError e) {
+            f.close();
+            throw e;
+        }
+        try {
+            assertThat(f.driver.mqVqPairsSet(3)).isEqualTo(VirtioNetCtrl.ERR);
+            assertThat(f.driver.mqVqPairsSet(0)).isEqualTo(VirtioNetCtrl.ERR);
+            assertThat(f.driver.mqVqPairsSet(2)).isEqualTo(VirtioNetCtrl.OK);
+            assertThat(f.driver.awaitPackets(1, 1)).hasSize(1);
+            byte[] out = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.mac(9), 200, 2);
+            f.driver.awaitTransmitted(1, f.driver.transmit(1, NetHeaderFields.none(), out));
+            assertThat(f.backends.get(1).awaitSent(1, Duration.ofSeconds(5)).get(0).frame()).isEqualTo(out);
+            assertThat(f.backends.get(0).sentCount()).isZero();
+            Set<String> threads = Thread.getAllStackTraces().keySet().stream().map(Thread::getName)
+                    .filter(n -> n.startsWith("virtio-net-pair-")).collect(Collectors.toSet());
+            assertThat(threads).contains("virtio-net-pair-0", "virtio-net-pair-1");
+        } finally {
+            f.close();
+        }
+    }
+
+    @Property(tries = 25)
+    void framesSurviveTheRoundTripInEveryShape(@ForAll @IntRange(min = 14, max = 9000) int length,
+                                              @ForAll @IntRange(min = 1, max = 8) int pieces,
+                                              @ForAll boolean headerSeparate, @ForAll boolean indirect,
+                                              @ForAll boolean mergeable, @ForAll @IntRange(min = 0, max = 1000) int seed)
+            throws Exception {
+        VirtioNetDriver.Options o = new VirtioNetDriver.Options().seed(seed).queueSize(64);
+        if (!mergeable) {
+            o = o.without(VirtioNetFeature.MRG_RXBUF);
+        }
+        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, o)) {
+            byte[] frame = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.mac(9), length, seed);
+            f.driver.awaitTransmitted(0, f.driver.transmit(0, NetHeaderFields.none(), frame,
+                    VirtioNetDriver.TxShape.simple().framePieces(pieces).headerSeparate(headerSeparate)
+                            .indirect(indirect)));
+            assertThat(f.backend().awaitSent(1, Duration.ofSeconds(5)).get(0).frame()).isEqualTo(frame);
+            byte[] in = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.DEVICE_MAC, length, seed + 1);
+            f.backend().deliver(in);
+            assertThat(f.driver.awaitPackets(0, 1).get(0).frame()).isEqualTo(in);
+        }
+    }
+}
