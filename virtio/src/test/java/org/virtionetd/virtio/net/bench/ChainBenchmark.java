@@ -1,0 +1,93 @@
+package org.virtionetd.virtio.net.bench;
+
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.memory.MemfdGuestMemory;
+import org.virtionetd.virtio.net.NetBackend;
+import org.virtionetd.virtio.net.Packet;
+import org.virtionetd.virtio.net.TxPathBench;
+
+import java.nio.ByteBuffer;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Pop + walk + hand to a backend + push of one chain on the production TX and RX paths, for 64- and 1500-byte
+ * frames. The anchor in the same run is {@link #copyFrame}: copying the same frame once (what any device must
+ * at least touch). Run with {@code scripts/bench jmh}.
+ */
+@State(Scope.Thread)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+public class ChainBenchmark {
+    @Param({"64", "1500"})
+    public int frameLength;
+
+    private GuestMemory memory;
+    private TxPathBench bench;
+    private final ByteBuffer copySrc = ByteBuffer.allocateDirect(2048);
+    private final ByteBuffer copyDst = ByteBuffer.allocateDirect(2048);
+    private final byte[] staged = new byte[2048];
+    private int stagedLength;
+
+    /** Counts what it is given; delivers one staged frame per receive. */
+    final class CountingBackend implements NetBackend {
+        long sent;
+
+        @Override public String name() { return "bench"; }
+        @Override public long capabilities() { return 0; }
+        @Override public void configure(long f, int h) { }
+        @Override public void setGuestOffloads(long g) { }
+        @Override public boolean send(Packet p) { sent += p.frameLength(); return true; }
+        @Override public int peekLength() { return stagedLength; }
+
+        @Override
+        public int receive(ByteBuffer[] slices, int count) {
+            ByteBuffer s = slices[0];
+            s.put(s.position(), staged, 0, stagedLength);
+            return stagedLength;
+        }
+
+        @Override public int receiveReadyFd() { return -1; }
+        @Override public void close() { }
+    }
+
+    @Setup(Level.Trial)
+    public void setUp() throws Exception {
+        memory = MemfdGuestMemory.create(0, 64L << 20);
+        stagedLength = 12 + frameLength;
+        bench = new TxPathBench(memory, frameLength, new CountingBackend());
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        memory.close();
+    }
+
+    @Benchmark
+    public int transmitOneChain() {
+        bench.offerTx(1);
+        return bench.transmit(1);
+    }
+
+    @Benchmark
+    public Object receiveOneFrame() {
+        bench.offerRx(1);
+        return bench.receive(1);
+    }
+
+    @Benchmark
+    public ByteBuffer copyFrame() {
+        copySrc.limit(frameLength).position(0);
+        copyDst.clear();
+        return copyDst.put(copySrc);
+    }
+}
