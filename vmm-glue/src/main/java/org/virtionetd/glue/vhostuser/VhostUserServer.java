@@ -567,6 +567,10 @@ public final class VhostUserServer implements AutoCloseable {
             if (size <= 0 || offset < 0 || offset + size < offset) {
                 throw VhostUserException.refused(what + ": size and offset must be positive and not wrap");
             }
+            // Unsigned: the region must end at or below 2^64 - 1 in both address spaces.
+            if (Long.compareUnsigned(gpa, -size) >= 0 || Long.compareUnsigned(user, -size) >= 0) {
+                throw VhostUserException.refused(what + " wraps around the address space");
+            }
             long fileSize = LinuxNative.fileSize(fd);
             // Mapping past the end of the file would succeed and then SIGBUS on first access.
             if (offset + size > fileSize) {
@@ -672,7 +676,7 @@ public final class VhostUserServer implements AutoCloseable {
         device.setMemory(next);
         for (Vring v : s.vrings) {
             v.configured = false;
-            if (v.addressSet && v.size != 0) {
+            if (v.addressSet && v.sizeSet) {
                 try {
                     configure(v);
                 } catch (VhostUserException e) {
@@ -754,6 +758,7 @@ public final class VhostUserServer implements AutoCloseable {
             throw VhostUserException.refused("SET_VRING_NUM on queue " + v.index + " while it runs");
         }
         v.size = num;
+        v.sizeSet = true;
         v.configured = false;
         if (v.addressSet) {
             configure(v);
@@ -804,7 +809,7 @@ public final class VhostUserServer implements AutoCloseable {
         v.addressSet = true;
         v.configured = false;
         try {
-            if (v.size != 0) {
+            if (v.sizeSet) {
                 configure(v);
             }
         } catch (VhostUserException e) {
@@ -812,7 +817,7 @@ public final class VhostUserServer implements AutoCloseable {
             v.availUser = oldAvail;
             v.usedUser = oldUsed;
             v.addressSet = oldSet;
-            if (oldSet && v.size != 0) {
+            if (oldSet && v.sizeSet) {
                 try {
                     configure(v);
                 } catch (VhostUserException again) {

@@ -10,8 +10,9 @@ import org.virtionetd.virtio.queue.Notifier;
  */
 final class Vring {
     final int index;
-    /** SET_VRING_NUM; 0 until set. */
+    /** SET_VRING_NUM, as given (0 included: the device refuses it). */
     int size;
+    boolean sizeSet;
     boolean addressSet;
     long descUser;
     long availUser;
