@@ -39,10 +39,15 @@ import static org.virtionetd.glue.vhostuser.VhostUserProtocolFeature.STATUS;
  * (REPLY_ACK) and keeps the old state, and no fd received is ever left open.
  */
 public final class VhostUserServer implements AutoCloseable {
-    /** Protocol features we implement. */
-    public static final long OFFERED_PROTOCOL_FEATURES =
+    /** Protocol features this server implements. */
+    public static final long SUPPORTED_PROTOCOL_FEATURES =
             VhostUserProtocolFeature.maskOf(MQ, LOG_SHMFD, RARP, REPLY_ACK, MTU, CONFIG, RESET_DEVICE,
                     CONFIGURE_MEM_SLOTS, STATUS);
+    /**
+     * What we offer by default: all but CONFIG. QEMU's vhost-user-net keeps the config space itself and warns
+     * "backend supports VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not" when a net back-end offers it.
+     */
+    public static final long DEFAULT_PROTOCOL_FEATURES = SUPPORTED_PROTOCOL_FEATURES & ~CONFIG.mask();
     /** GET_MAX_MEM_SLOTS: memory regions we accept through ADD_MEM_REG. */
     public static final int MAX_MEM_SLOTS = 32;
     /** Feature bits that belong to the vhost-user socket, not to the virtio device. */
@@ -56,9 +61,11 @@ public final class VhostUserServer implements AutoCloseable {
 
     private final Path socketPath;
     private final VirtioDevice device;
+    private final long offeredProtocolFeatures;
     private final AtomicLong connections = new AtomicLong();
     private final AtomicLong disconnects = new AtomicLong();
     private final BitSet unsupportedLogged = new BitSet();
+    private final java.util.concurrent.atomic.AtomicLongArray handled = new java.util.concurrent.atomic.AtomicLongArray(64);
     private final VhostUserMessage message = new VhostUserMessage();
     private UnixSocketServer listener;
     private EventFd wake;
@@ -77,9 +84,25 @@ public final class VhostUserServer implements AutoCloseable {
         }
     }
 
+    /** A server offering {@link #DEFAULT_PROTOCOL_FEATURES}. */
     public VhostUserServer(Path socketPath, VirtioDevice device) {
+        this(socketPath, device, DEFAULT_PROTOCOL_FEATURES);
+    }
+
+    /** A server offering the given protocol features, a subset of {@link #SUPPORTED_PROTOCOL_FEATURES}. */
+    public VhostUserServer(Path socketPath, VirtioDevice device, long offeredProtocolFeatures) {
+        if ((offeredProtocolFeatures & ~SUPPORTED_PROTOCOL_FEATURES) != 0) {
+            throw new IllegalArgumentException("protocol features " + VhostUserProtocolFeature.describe(
+                    offeredProtocolFeatures & ~SUPPORTED_PROTOCOL_FEATURES) + " are not implemented");
+        }
         this.socketPath = socketPath;
         this.device = device;
+        this.offeredProtocolFeatures = offeredProtocolFeatures;
+    }
+
+    /** The protocol features GET_PROTOCOL_FEATURES answers. */
+    public long offeredProtocolFeatures() {
+        return offeredProtocolFeatures;
     }
 
     /**
@@ -122,6 +145,11 @@ public final class VhostUserServer implements AutoCloseable {
     /** Connections ended and cleaned up (device reset, memory unmapped, fds closed) so far. */
     public long disconnects() {
         return disconnects.get();
+    }
+
+    /** How many {@code request} messages were handled successfully (all connections). */
+    public long handled(VhostUserRequest request) {
+        return handled.get(request.id());
     }
 
     /**
@@ -281,6 +309,7 @@ public final class VhostUserServer implements AutoCloseable {
                         VhostUserRequest.describe(id) + " is not supported");
             }
             dispatch(request, m);
+            handled.incrementAndGet(request.id());
             if (ack) {
                 session.connection.send(m.replyU64(id, 0));
             }
@@ -326,13 +355,13 @@ public final class VhostUserServer implements AutoCloseable {
                 setFeatures(m.u64());
                 break;
             case GET_PROTOCOL_FEATURES:
-                s.connection.send(m.replyU64(request.id(), OFFERED_PROTOCOL_FEATURES));
+                s.connection.send(m.replyU64(request.id(), offeredProtocolFeatures));
                 break;
             case SET_PROTOCOL_FEATURES: {
                 long v = m.u64();
-                if ((v & ~OFFERED_PROTOCOL_FEATURES) != 0) {
+                if ((v & ~offeredProtocolFeatures) != 0) {
                     throw VhostUserException.refused("protocol features "
-                            + VhostUserProtocolFeature.describe(v & ~OFFERED_PROTOCOL_FEATURES) + " were not offered");
+                            + VhostUserProtocolFeature.describe(v & ~offeredProtocolFeatures) + " were not offered");
                 }
                 s.protocolFeatures = v;
                 LOG.log(System.Logger.Level.DEBUG, "protocol features " + VhostUserProtocolFeature.describe(v));
@@ -514,7 +543,7 @@ public final class VhostUserServer implements AutoCloseable {
 
     private long backendFeatures() {
         long f = device.offeredFeatures() | VirtioFeature.bit(VirtioFeature.VHOST_USER_F_PROTOCOL_FEATURES);
-        if (LOG_SHMFD.in(OFFERED_PROTOCOL_FEATURES)) {
+        if (LOG_SHMFD.in(offeredProtocolFeatures)) {
             f |= VirtioFeature.bit(VirtioFeature.VHOST_F_LOG_ALL);
         }
         return f;
@@ -970,6 +999,7 @@ public final class VhostUserServer implements AutoCloseable {
             stopVring(v, true);
         }
         device.reset();
+        detachNotifiers(s);
         s.closeVrings();
         s.vrings = newVrings(s.vrings.length);
         s.features = 0;
@@ -977,6 +1007,15 @@ public final class VhostUserServer implements AutoCloseable {
         installDirtyLog();
         if (s.memory != null) {
             device.setMemory(s.memory);
+        }
+    }
+
+    /** The device forgets our call eventfds before they are closed. */
+    private void detachNotifiers(Session s) {
+        for (Vring v : s.vrings) {
+            if (v.callSlot != null) {
+                device.setNotifier(v.index, Notifier.NONE);
+            }
         }
     }
 
@@ -997,6 +1036,7 @@ public final class VhostUserServer implements AutoCloseable {
                 stopVring(v, true);
             }
             device.reset();
+            detachNotifiers(s);
             device.setMemory(GuestMemory.empty());
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.ERROR, "device reset after disconnect failed", e);

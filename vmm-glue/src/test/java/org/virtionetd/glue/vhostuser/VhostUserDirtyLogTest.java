@@ -34,7 +34,8 @@ class VhostUserDirtyLogTest {
     @BeforeEach
     void start() throws Exception {
         device = new FakeVirtioDevice(2);
-        server = new VhostUserServer(dir.resolve("log.sock"), device);
+        server = new VhostUserServer(dir.resolve("log.sock"), device,
+                VhostUserServer.SUPPORTED_PROTOCOL_FEATURES);
         server.start();
         memfd = guestMemfd();
         logfd = LinuxNative.memfdCreate("test-log", LOG_OFFSET + LOG_BYTES);

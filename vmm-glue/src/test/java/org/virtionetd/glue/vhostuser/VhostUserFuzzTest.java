@@ -34,7 +34,8 @@ class VhostUserFuzzTest {
     @BeforeEach
     void start() throws Exception {
         device = new FakeVirtioDevice(2);
-        server = new VhostUserServer(dir.resolve("fuzz.sock"), device);
+        server = new VhostUserServer(dir.resolve("fuzz.sock"), device,
+                VhostUserServer.SUPPORTED_PROTOCOL_FEATURES);
         server.start();
         memfd = guestMemfd();
         // Warm up: one full session so that lazily opened JVM files (jars, JNA) are open before counting.

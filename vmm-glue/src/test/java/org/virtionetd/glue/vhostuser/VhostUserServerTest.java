@@ -34,7 +34,8 @@ class VhostUserServerTest {
     @BeforeEach
     void start() throws Exception {
         device = new FakeVirtioDevice(2);
-        server = new VhostUserServer(dir.resolve("vhost.sock"), device);
+        server = new VhostUserServer(dir.resolve("vhost.sock"), device,
+                VhostUserServer.SUPPORTED_PROTOCOL_FEATURES);
         server.start();
         memfd = guestMemfd();
     }

@@ -25,6 +25,12 @@ class VhostUserSocketTest {
             assertThat(Files.getPosixFilePermissions(sock)).containsExactlyInAnyOrder(
                     PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE);
             assertThat((Integer) Files.getAttribute(sock, "unix:mode") & 0170000).as("a socket").isEqualTo(0140000);
+            try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(sock)) {
+                fe.sendNoPayload(VhostUserRequest.GET_PROTOCOL_FEATURES, FakeVhostUserFrontEnd.PLAIN);
+                assertThat(fe.replyU64(VhostUserRequest.GET_PROTOCOL_FEATURES)).as("CONFIG not offered by default")
+                        .isEqualTo(VhostUserServer.DEFAULT_PROTOCOL_FEATURES)
+                        .matches(f -> !VhostUserProtocolFeature.CONFIG.in(f));
+            }
         } finally {
             server.close();
         }

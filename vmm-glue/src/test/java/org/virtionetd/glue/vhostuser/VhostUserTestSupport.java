@@ -58,8 +58,9 @@ final class VhostUserTestSupport {
         long offered = fe.features();
         assertThat(offered & VirtioFeature.bit(VirtioFeature.VHOST_USER_F_PROTOCOL_FEATURES)).isNotZero();
         fe.sendNoPayload(VhostUserRequest.GET_PROTOCOL_FEATURES, FakeVhostUserFrontEnd.PLAIN);
-        assertThat(fe.replyU64(VhostUserRequest.GET_PROTOCOL_FEATURES)).isEqualTo(
-                VhostUserServer.OFFERED_PROTOCOL_FEATURES);
+        long offeredProtocol = fe.replyU64(VhostUserRequest.GET_PROTOCOL_FEATURES);
+        assertThat(offeredProtocol & protocol).as("offered protocol features").isEqualTo(protocol);
+        assertThat(offeredProtocol & ~VhostUserServer.SUPPORTED_PROTOCOL_FEATURES).isZero();
         fe.sendU64(VhostUserRequest.SET_PROTOCOL_FEATURES, FakeVhostUserFrontEnd.PLAIN, protocol);
         long features = VirtioFeature.bit(VirtioFeature.VERSION_1)
                 | VirtioFeature.bit(VirtioFeature.VHOST_USER_F_PROTOCOL_FEATURES) | extraFeatures;
