@@ -1052,9 +1052,10 @@ public final class VhostUserServer implements AutoCloseable {
                 s.logFd.close();
             }
             s.closeVrings();
-            s.connection.close();
             connected = false;
             disconnects.incrementAndGet();
+            // Last: a front-end that sees the socket close knows the device is already reset.
+            s.connection.close();
         }
     }
 

@@ -133,8 +133,11 @@ final class FakeVhostUserFrontEnd implements AutoCloseable {
             msg.putLong(32, LinuxNative.address(control)).putLong(40, controlLength);
         }
         long r = LinuxNative.sendmsg(fd, LinuxNative.address(msg), LinuxNative.MSG_NOSIGNAL);
+        if (r < 0) {
+            throw new IOException("raw sendmsg failed: errno " + -r + " (" + LinuxNative.strerror((int) -r) + ")");
+        }
         if (r != frame.capacity()) {
-            throw new IOException("raw sendmsg returned " + r);
+            throw new IOException("raw sendmsg sent " + r + " of " + frame.capacity() + " bytes");
         }
     }
 
