@@ -101,6 +101,7 @@ class VhostUserDirtyLogTest {
             // The last page the log covers.
             memory.markDirty((LOG_BYTES * 8L - 1) * 4096, 8192);
             assertThat(dirtyPages()).containsExactly(LOG_BYTES * 8L - 1);
+            assertThat(fe.features()).as("the session is still up").isNotZero();
         }
     }
 
@@ -125,6 +126,7 @@ class VhostUserDirtyLogTest {
             List<Long> pages = dirtyPages();
             assertThat(pages).hasSize(4096);
             assertThat(pages.get(4095)).isEqualTo(4095L);
+            assertThat(fe.features()).as("the session is still up").isNotZero();
         }
     }
 
