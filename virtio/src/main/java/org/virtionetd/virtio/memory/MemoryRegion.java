@@ -60,7 +60,8 @@ public final class MemoryRegion implements AutoCloseable {
             throw new GuestMemoryException("memory region at guest 0x" + Long.toHexString(guestAddress)
                     + " has size " + size + ", must be positive");
         }
-        if (guestAddress + size < guestAddress || userAddress + size < userAddress) {
+        if (Long.compareUnsigned(guestAddress + size, guestAddress) < 0
+                || Long.compareUnsigned(userAddress + size, userAddress) < 0) {
             throw new GuestMemoryException("memory region at guest 0x" + Long.toHexString(guestAddress)
                     + " size 0x" + Long.toHexString(size) + " wraps around the address space");
         }

@@ -39,6 +39,20 @@ public final class LinuxNative {
     public static final int F_SETFL = 4;
     public static final int EAGAIN = 11;
     public static final int EINTR = 4;
+    public static final int ECONNREFUSED = 111;
+    public static final int ENOENT = 2;
+    public static final int AF_UNIX = 1;
+    public static final int SOCK_STREAM = 1;
+    public static final int SOCK_NONBLOCK = 0x800;
+    public static final int SOCK_CLOEXEC = 0x80000;
+    public static final int SOL_SOCKET = 1;
+    public static final int SCM_RIGHTS = 1;
+    public static final int MSG_CTRUNC = 0x8;
+    public static final int MSG_DONTWAIT = 0x40;
+    public static final int MSG_NOSIGNAL = 0x4000;
+    public static final int MSG_CMSG_CLOEXEC = 0x40000000;
+    /** sun_path of struct sockaddr_un holds 108 bytes including the terminating NUL. */
+    public static final int UNIX_PATH_MAX = 108;
 
     private static final long MAP_FAILED = -1L;
 
@@ -69,6 +83,26 @@ public final class LinuxNative {
         static native int dup(int fd);
 
         static native int dup2(int oldfd, int newfd);
+
+        static native int dup3(int oldFd, int newFd, int flags);
+
+        static native int socket(int domain, int type, int protocol);
+
+        static native int bind(int fd, Pointer address, int length);
+
+        static native int listen(int fd, int backlog);
+
+        static native int accept4(int fd, Pointer address, Pointer length, int flags);
+
+        static native int connect(int fd, Pointer address, int length);
+
+        static native long recvmsg(int fd, Pointer msghdr, int flags);
+
+        static native long sendmsg(int fd, Pointer msghdr, int flags);
+
+        static native int umask(int mask);
+
+        static native int fstat(int fd, Pointer stat);
     }
 
     /** jnr-ffi bindings: the calls made once per batch. */
@@ -136,7 +170,13 @@ public final class LinuxNative {
             case 19: return "ENODEV";
             case 22: return "EINVAL";
             case 25: return "ENOTTY";
+            case 90: return "EMSGSIZE";
             case 95: return "EOPNOTSUPP";
+            case 98: return "EADDRINUSE";
+            case 104: return "ECONNRESET";
+            case 111: return "ECONNREFUSED";
+            case 32: return "EPIPE";
+            case 36: return "ENAMETOOLONG";
             default: return "errno " + errno;
         }
     }
@@ -248,6 +288,96 @@ public final class LinuxNative {
             throw failure("epoll_create1", jnrErrno());
         }
         return fd;
+    }
+
+    /**
+     * Atomically makes {@code newFd} refer to what {@code oldFd} refers to (close-on-exec kept). A thread that
+     * writes to {@code newFd} meanwhile reaches either the old or the new file, never a recycled fd number:
+     * this is how a vhost-user call eventfd is replaced under a running queue.
+     */
+    public static void dup3(int oldFd, int newFd) throws IOException {
+        if (Libc.dup3(oldFd, newFd, O_CLOEXEC) < 0) {
+            throw failure("dup3(" + oldFd + ", " + newFd + ")", errno());
+        }
+    }
+
+    /** st_size of fstat(2): the length of a memfd or file, checked before mmap so that no access can SIGBUS. */
+    public static long fileSize(int fd) throws IOException {
+        // struct stat on x86-64 is 144 bytes; st_size is the off_t at offset 48.
+        com.sun.jna.Memory stat = new com.sun.jna.Memory(144);
+        if (Libc.fstat(fd, stat) != 0) {
+            throw failure("fstat(fd=" + fd + ")", errno());
+        }
+        return stat.getLong(48);
+    }
+
+    /** A new AF_UNIX stream socket, close-on-exec, optionally non-blocking. */
+    public static int unixStreamSocket(boolean nonBlocking) throws IOException {
+        int fd = Libc.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
+        if (fd < 0) {
+            throw failure("socket(AF_UNIX, SOCK_STREAM)", errno());
+        }
+        return fd;
+    }
+
+    private static com.sun.jna.Memory unixAddress(String path) throws IOException {
+        byte[] name = path.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (name.length >= UNIX_PATH_MAX) {
+            throw new IOException("unix socket path " + path + " is " + name.length + " bytes, at most "
+                    + (UNIX_PATH_MAX - 1) + " fit in sockaddr_un");
+        }
+        com.sun.jna.Memory address = new com.sun.jna.Memory(2 + UNIX_PATH_MAX);
+        address.clear();
+        address.setShort(0, (short) AF_UNIX);
+        address.write(2, name, 0, name.length);
+        return address;
+    }
+
+    /**
+     * Binds a unix socket to {@code path} and listens. The socket file is created with mode 0600: the umask is
+     * narrowed around bind(2) because the file's mode comes from the umask, not from the socket; the umask is
+     * process-wide, so a file created by another thread in that instant is made more private, never less.
+     */
+    public static void bindUnixAndListen(int fd, String path, int backlog) throws IOException {
+        com.sun.jna.Memory address = unixAddress(path);
+        int r;
+        int e;
+        synchronized (LinuxNative.class) {
+            int old = Libc.umask(0177);
+            r = Libc.bind(fd, address, 2 + UNIX_PATH_MAX);
+            e = errno();
+            Libc.umask(old);
+        }
+        if (r != 0) {
+            throw failure("bind(unix socket " + path + ")", e);
+        }
+        if (Libc.listen(fd, backlog) != 0) {
+            throw failure("listen(unix socket " + path + ")", errno());
+        }
+    }
+
+    /** Connects a unix socket to {@code path}: 0 or -errno (ECONNREFUSED: nobody listens, a stale file). */
+    public static int connectUnix(int fd, String path) throws IOException {
+        com.sun.jna.Memory address = unixAddress(path);
+        return Libc.connect(fd, address, 2 + UNIX_PATH_MAX) == 0 ? 0 : -errno();
+    }
+
+    /** accept4(2) with close-on-exec and non-blocking set on the new socket: its fd, or -errno (EAGAIN). */
+    public static int accept(int listenFd) {
+        int fd = Libc.accept4(listenFd, null, null, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        return fd >= 0 ? fd : -errno();
+    }
+
+    /** recvmsg(2) with a caller-built struct msghdr at {@code msghdr}: bytes received (0 at EOF), or -errno. */
+    public static long recvmsg(int fd, long msghdr, int flags) {
+        long r = Libc.recvmsg(fd, new Pointer(msghdr), flags);
+        return r >= 0 ? r : -errno();
+    }
+
+    /** sendmsg(2) with a caller-built struct msghdr at {@code msghdr}: bytes sent, or -errno. */
+    public static long sendmsg(int fd, long msghdr, int flags) {
+        long r = Libc.sendmsg(fd, new Pointer(msghdr), flags);
+        return r >= 0 ? r : -errno();
     }
 
     /** Address of a native buffer (a direct ByteBuffer's memory), for jnr-ffi calls that take a pointer. */

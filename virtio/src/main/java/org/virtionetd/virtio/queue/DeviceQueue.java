@@ -67,10 +67,8 @@ public final class DeviceQueue {
         return kick;
     }
 
+    /** The kick eventfd belongs to the transport, which closes it; the queue only waits on it. */
     public void setKick(EventFd k) {
-        if (kick != null && kick != k) {
-            kick.close();
-        }
         kick = k;
     }
 
