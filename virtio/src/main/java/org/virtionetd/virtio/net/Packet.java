@@ -59,6 +59,7 @@ public final class Packet {
     /** Starts a new packet: header of {@code headerLength} bytes (zeroed), no frame slices. */
     public void reset(int headerLength) {
         this.headerLength = headerLength;
+        headerBuffer.clear(); // a backend may have consumed or narrowed it
         header.clear(VirtioNetHeader.LENGTH_MRG);
         headerBuffer.limit(headerLength).position(0);
         count = 1;

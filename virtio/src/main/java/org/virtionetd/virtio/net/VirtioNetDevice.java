@@ -55,6 +55,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     private volatile int mtu;
     private volatile byte[] mac;
     private volatile Runnable configChangeListener = () -> { };
+    /** Features the transport's front-end implements itself and does not forward (vhost-user: the control queue). */
+    private volatile long frontEndFeatures;
 
     /**
      * A device with {@code config.queuePairs()} pairs; {@code backendForPair} opens the backend of each pair.
@@ -120,10 +122,23 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return acked;
     }
 
+    /**
+     * Declares features that the front-end implements itself and therefore never forwards (under vhost-user QEMU
+     * keeps the control queue, so it sends GUEST_ANNOUNCE or CTRL_RX without CTRL_VQ). The dependency rules of
+     * 5.1.3.1 are checked as if these were acked; they are not part of what the device has in effect.
+     */
+    public void setFrontEndFeatures(long features) {
+        frontEndFeatures = features;
+    }
+
+    private String checkFeatures(long features) {
+        return FeatureRules.check(features | (frontEndFeatures & offered), offered);
+    }
+
     @Override
     public synchronized void setDriverFeatures(long features) throws VirtioException {
         proposed = features;
-        String wrong = FeatureRules.check(features, offered);
+        String wrong = checkFeatures(features);
         if (wrong != null) {
             if ((status & DeviceStatus.DRIVER) != 0) {
                 // A driver going through the status sequence learns of the refusal at FEATURES_OK (3.1.1 step 6):
@@ -330,7 +345,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         }
         newStatus &= ~DeviceStatus.NEEDS_RESET;
         if ((newStatus & DeviceStatus.FEATURES_OK) != 0 && (old & DeviceStatus.FEATURES_OK) == 0) {
-            String wrong = FeatureRules.check(proposed, offered);
+            String wrong = checkFeatures(proposed);
             if (wrong == null && acked != proposed) {
                 try {
                     applyFeatures(proposed);
@@ -366,6 +381,14 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         mac = config.mac();
         filter = RxFilter.initial(mac, false);
         logOnce.clear();
+        // The next driver has accepted nothing yet: the backend must not hand it GSO or partial checksums.
+        for (NetBackend b : backends) {
+            try {
+                b.setGuestOffloads(0);
+            } catch (IOException | RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "backend " + b.name() + " kept its offloads after reset: " + e);
+            }
+        }
     }
 
     @Override

@@ -10,6 +10,7 @@ import org.virtionetd.virtio.net.NetBackend;
 import org.virtionetd.virtio.net.NetCounters;
 import org.virtionetd.virtio.net.NetDeviceConfig;
 import org.virtionetd.virtio.net.VirtioNetDevice;
+import org.virtionetd.virtio.net.VirtioNetFeature;
 import picocli.CommandLine;
 
 import java.io.IOException;
@@ -100,6 +101,8 @@ public final class Main implements Callable<Integer> {
         }
         List<NetBackend> backends = backendSpec.open(config.queuePairs());
         VirtioNetDevice device = new VirtioNetDevice(config, backends::get);
+        // QEMU serves the control queue itself under vhost-user and does not forward CTRL_VQ.
+        device.setFrontEndFeatures(VirtioNetFeature.bits(VirtioNetFeature.CTRL_VQ));
         String name = socket.getFileName() + " (" + backendSpec + ")";
         VhostUserServer server = new VhostUserServer(socket, device);
         ControlServer controlServer = null;
