@@ -1,5 +1,6 @@
 package org.virtionetd.glue.cli;
 
+import org.virtionetd.backends.offload.OffloadingBackend;
 import org.virtionetd.backends.tap.BackendSpec;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
@@ -62,8 +63,13 @@ public final class Main implements Callable<Integer> {
     Path control;
 
     @CommandLine.Option(names = "--no-offload",
-            description = "Hand no offload to the backend (tap opened without a vnet header).")
+            description = "Offer the guest no offloads at all (tap opened without a vnet header).")
     boolean noOffload;
+
+    @CommandLine.Option(names = "--software-offload",
+            description = "Offer the guest checksum and segmentation offloads, completed in software "
+                    + "(tap opened without a vnet header).")
+    boolean softwareOffload;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -93,13 +99,22 @@ public final class Main implements Callable<Integer> {
             config = NetDeviceConfig.builder().mac(MacAddress.parse(mac)).mtu(mtu).queuePairs(checkQueues(queues))
                     .maxQueueSize(queueSize).build();
             backendSpec = BackendSpec.parse(backend);
-            if (noOffload) {
+            if (noOffload && softwareOffload) {
+                throw new IllegalArgumentException("--no-offload and --software-offload exclude each other");
+            }
+            if (noOffload || softwareOffload) {
                 backendSpec = backendSpec.withoutOffload();
             }
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
-        List<NetBackend> backends = backendSpec.open(config.queuePairs());
+        List<NetBackend> opened = backendSpec.open(config.queuePairs());
+        List<NetBackend> backends = new ArrayList<>();
+        for (NetBackend b : opened) {
+            // The software engine sits in front of every backend unless the user wants no offload at all: it
+            // passes offloads the backend carries through untouched and completes the others (design card).
+            backends.add(noOffload ? b : new OffloadingBackend(b));
+        }
         VirtioNetDevice device = new VirtioNetDevice(config, backends::get);
         // QEMU serves the control queue itself under vhost-user and does not forward CTRL_VQ.
         device.setFrontEndFeatures(VirtioNetFeature.bits(VirtioNetFeature.CTRL_VQ));
