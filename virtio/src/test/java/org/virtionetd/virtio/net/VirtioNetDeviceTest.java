@@ -289,6 +289,7 @@ class VirtioNetDeviceTest {
             byte[] mcast = frame(new byte[] {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}, 100, 25);
             before = f.snapshot();
             f.backend().deliver(mcast);
+            awaitFiltered(f, before, 1);
             assertThat(f.driver.rxMode(VirtioNetCtrl.RX_ALLMULTI, true)).isEqualTo(VirtioNetCtrl.OK);
             f.backend().deliver(mcast);
             assertThat(f.driver.awaitPackets(0, 1).get(0).frame()).isEqualTo(mcast);
@@ -303,6 +304,13 @@ class VirtioNetDeviceTest {
         }
     }
 
+    /** Waits until the device filtered {@code n} more frames than in {@code before}. */
+    static void awaitFiltered(NetFixture f, Map<String, Long> before, long n) {
+        org.virtionetd.virtio.testdriver.Await.until(Duration.ofSeconds(5),
+                () -> f.counters().rxFiltered.sum() >= before.get("rx_filtered") + n,
+                n + " frames filtered", () -> f.snapshot().toString());
+    }
+
     @Test
     void vlanTableFiltersTaggedFrames() throws Exception {
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
@@ -314,6 +322,7 @@ class VirtioNetDeviceTest {
             tagged[15] = 0x07; // VLAN 7
             Map<String, Long> before = f.snapshot();
             f.backend().deliver(tagged);
+            awaitFiltered(f, before, 1); // the control command must not overtake the frame
             assertThat(f.driver.vlanAdd(7)).isEqualTo(VirtioNetCtrl.OK);
             f.backend().deliver(tagged);
             assertThat(f.driver.awaitPackets(0, 1).get(0).frame()).isEqualTo(tagged);
@@ -348,7 +357,7 @@ class VirtioNetDeviceTest {
     void guestOffloadsSetReprogramsTheBackendAndRefusesUnackedBits() throws Exception {
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
             assertThat(f.driver.guestOffloadsSet(bits(GUEST_CSUM))).isEqualTo(VirtioNetCtrl.OK);
-            assertThat(f.backend().guestOffloadCalls()).containsExactly(bits(GUEST_CSUM));
+            assertThat(f.backend().guestOffloadCalls()).last().isEqualTo(bits(GUEST_CSUM));
             assertThat(f.device.guestOffloads()).isEqualTo(bits(GUEST_CSUM));
             // TSO4 is no longer accepted: a GSO frame from the backend is kept from the guest.
             f.backend().deliver(NetHeaderFields.gso(NetHeaderFields.GSO_TCPV4, 1448, 66, 34, 16).encode(12),
