@@ -125,6 +125,7 @@ class HostileGuestTest {
     void availIndexTooFarAheadMarksNeedsReset() throws Exception {
         try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, new VirtioNetDriver.Options())) {
             new HostileChains(f.driver.transmitQueue(0)).availIdxAhead(f.driver.transmitQueue(0).size() + 1);
+            f.driver.kick(1).signal(); // the lying driver still rings the doorbell
             Await.until(Duration.ofSeconds(5), () -> (f.device.status() & DeviceStatus.NEEDS_RESET) != 0,
                     "NEEDS_RESET after avail.idx jumped more than the queue size",
                     () -> DeviceStatus.describe(f.device.status()));
