@@ -25,6 +25,8 @@ public final class NetCounters {
     public final LongAdder rxDroppedTooBig = new LongAdder();
     /** Times a frame waited because the guest had not posted enough buffers. */
     public final LongAdder rxWaitedForBuffers = new LongAdder();
+    /** Frames from the backend shorter than a vnet header plus an Ethernet header, dropped. */
+    public final LongAdder rxDroppedRunt = new LongAdder();
     /** Frames the backend delivered with offloads the guest did not accept, dropped. */
     public final LongAdder rxBadOffload = new LongAdder();
     /** Chains that broke a rule of 2.7 (loops, bad indirect, outside memory...), returned with length 0. */

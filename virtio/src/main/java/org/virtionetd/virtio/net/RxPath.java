@@ -58,6 +58,8 @@ final class RxPath {
     private final ByteBuffer[] discardSlices = {discard};
     private int sliceCount;
     private boolean usedSinceNotify;
+    /** Set by {@link #gather} when the frame can never fit what the driver posts. */
+    private boolean tooBig;
 
     RxPath(DeviceQueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device) {
         this.queue = queue;
@@ -156,7 +158,7 @@ final class RxPath {
             return Result.IDLE;
         }
         if (n < hdrLen + 14) {
-            counters.rxBadOffload.increment();
+            counters.rxDroppedRunt.increment(); // shorter than an Ethernet header: the chains stay pending
             return Result.MORE;
         }
         if (!offloadsAllowed()) {
@@ -173,8 +175,6 @@ final class RxPath {
         complete(n, hdrLen, mergeable);
         return Result.MORE;
     }
-
-    private boolean tooBig;
 
     /** Takes chains until they can hold {@code length} bytes. False: wait for buffers, or {@link #tooBig}. */
     private boolean gather(int length, boolean mergeable, int hdrLen) throws QueueException {

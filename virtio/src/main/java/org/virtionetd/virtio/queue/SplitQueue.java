@@ -59,8 +59,6 @@ public final class SplitQueue {
     private int nextUsed;
     /** used.idx as last published, for the event-index decision. */
     private int publishedUsed;
-    /** Last avail.idx read, so that a burst needs one acquire read. */
-    private int cachedAvailIdx;
 
     /**
      * A queue of {@code size} entries at guest-physical addresses. {@code eventIdx} and {@code indirect} say
@@ -170,7 +168,6 @@ public final class SplitQueue {
     /** Where the device resumes (vhost-user SET_VRING_BASE, or restoring after a stop). */
     public void setNextAvail(int index) {
         nextAvail = index & 0xffff;
-        cachedAvailIdx = nextAvail;
     }
 
     public int nextUsed() {
@@ -201,7 +198,6 @@ public final class SplitQueue {
                     "avail.idx " + idx + " is " + n + " ahead of the device's " + nextAvail
                             + ", more than the queue size " + size);
         }
-        cachedAvailIdx = idx;
         return n;
     }
 

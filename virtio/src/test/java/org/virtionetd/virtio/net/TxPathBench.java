@@ -6,7 +6,6 @@ import org.virtionetd.virtio.queue.DeviceQueue;
 import org.virtionetd.virtio.queue.SplitQueue;
 
 import java.nio.ByteBuffer;
-import java.util.List;
 
 /**
  * A transmit and a receive path on a real ring, stepped by hand for benchmarks: the "driver" side publishes one
@@ -129,9 +128,5 @@ public final class TxPathBench implements DeviceContext {
     @Override
     public LogOnce logOnce() {
         return log;
-    }
-
-    static List<String> unused() {
-        return List.of();
     }
 }

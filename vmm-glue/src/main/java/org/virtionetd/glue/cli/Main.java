@@ -82,7 +82,15 @@ public final class Main implements Callable<Integer> {
     }
 
     public static CommandLine commandLine() {
-        return new CommandLine(new Main());
+        CommandLine cl = new CommandLine(new Main());
+        // A wrong command line gets its one-line reason and a hint, not the whole help text.
+        cl.setParameterExceptionHandler((ex, args) -> {
+            CommandLine c = ex.getCommandLine();
+            c.getErr().println("virtio-netd: " + ex.getMessage());
+            c.getErr().println("Try '" + c.getCommandSpec().qualifiedName() + " --help' for the options.");
+            return 2;
+        });
+        return cl;
     }
 
     @Override

@@ -1,0 +1,90 @@
+package org.virtionetd.glue.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.virtionetd.glue.control.ControlServer;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.memory.MemfdGuestMemory;
+import org.virtionetd.virtio.net.NetDeviceConfig;
+import org.virtionetd.virtio.net.VirtioNetDevice;
+import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testdriver.InMemoryBackend;
+import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import picocli.CommandLine;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The command line: wrong input names the wrong part; features/stats answer through the control socket. */
+class MainTest {
+    record Run(int exit, String out, String err) {
+    }
+
+    static Run run(String... args) {
+        CommandLine cl = Main.commandLine();
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        cl.setOut(new PrintWriter(out));
+        cl.setErr(new PrintWriter(err));
+        int exit = cl.execute(args);
+        return new Run(exit, out.toString(), err.toString());
+    }
+
+    @Test
+    void wrongOptionsNameTheWrongPart() {
+        assertThat(run("--socket", "/tmp/s", "--backend", "tap:t0", "--mtu", "20").err()).contains("mtu 20");
+        assertThat(run("--socket", "/tmp/s", "--backend", "tap:t0", "--mac", "52:54:00:12:34").err())
+                .contains("must have 6 parts");
+        assertThat(run("--socket", "/tmp/s", "--backend", "tap:t0", "--mac", "52:54:00:12:34:gg").err())
+                .contains("part 6 'gg'");
+        assertThat(run("--socket", "/tmp/s", "--backend", "tap:t0", "--queues", "0").err()).contains("--queues 0");
+        assertThat(run("--socket", "/tmp/s", "--backend", "carrier-pigeon:1").err()).contains("carrier-pigeon");
+        assertThat(run("--socket", "/tmp/s", "--backend", "tap:t0", "--no-offload", "--software-offload").err())
+                .contains("exclude each other");
+        Run r = run("--backend", "tap:t0");
+        assertThat(r.exit()).isEqualTo(2);
+        assertThat(r.err()).contains("--socket").contains("--help");
+        assertThat(run("features").err()).contains("--control");
+    }
+
+    @Test
+    void versionAndHelp() {
+        assertThat(run("--version").out()).startsWith("virtio-netd ");
+        assertThat(run("--help").out()).contains("--socket").contains("--backend").contains("features");
+    }
+
+    @Test
+    void featuresAndStatsComeFromTheRunningDevice(@TempDir Path dir) throws Exception {
+        InMemoryBackend backend = new InMemoryBackend("mem", VirtioNetFeature.OFFLOADS);
+        VirtioNetDevice device = new VirtioNetDevice(NetDeviceConfig.builder().build(), p -> backend);
+        Path ctl = dir.resolve("ctl");
+        try (GuestMemory memory = MemfdGuestMemory.create(0, 8 << 20);
+             ControlServer server = new ControlServer(ctl, Main.handlers("test-device", device))) {
+            assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(ctl))).isEqualTo("rw-------");
+            VirtioNetDriver driver = new VirtioNetDriver(device, memory,
+                    new VirtioNetDriver.Options().timeout(Duration.ofSeconds(10)));
+            driver.start();
+            try {
+                Run table = run("features", "--control", ctl.toString());
+                assertThat(table.exit()).as(table.err()).isZero();
+                assertThat(table.out()).contains("VIRTIO_NET_F_HOST_TSO4").contains("yes").contains("IN EFFECT");
+                Run json = run("features", "--control", ctl.toString(), "--json");
+                assertThat(json.out()).contains("\"acked\":[").contains("\"negotiated\":[")
+                        .contains("\"offered\":[").contains("\"backend_offloads\":[")
+                        .contains("\"VIRTIO_F_VERSION_1\"");
+                Run stats = run("stats", "--control", ctl.toString(), "--json");
+                assertThat(stats.out()).contains("\"tx_packets\":0").contains("\"pair\":0");
+                assertThat(run("stats", "--control", ctl.toString()).out()).contains("rx_packets");
+            } finally {
+                driver.close();
+                device.close();
+            }
+        }
+    }
+}
