@@ -67,17 +67,19 @@ final class ChainReader {
         GuestMemory memory = views.memory();
         int copied = 0;
         for (int i = 0; i < chain.readableCount() && copied < length; i++) {
-            long len = chain.length(i) & 0xffffffffL;
-            long addr = chain.address(i);
-            int take = (int) Math.min(len, length - copied);
-            for (int b = 0; b < take; b++) {
-                long loc = memory.locate(addr + b, 1);
-                if (loc == GuestMemory.NOWHERE) {
-                    return false;
-                }
-                dst.put(copied + b, memory.chunk(GuestMemory.chunkId(loc)).get(GuestMemory.offset(loc)));
+            long take = Math.min(chain.length(i) & 0xffffffffL, length - copied);
+            // The part may cross a region or chunk boundary: copy piece by piece.
+            int pieces = memory.resolve(chain.address(i), take, locations, lengths, 0, locations.length);
+            if (pieces < 0) {
+                return false;
             }
-            copied += take;
+            for (int p = 0; p < pieces; p++) {
+                ByteBuffer chunk = memory.chunk(GuestMemory.chunkId(locations[p]));
+                int off = GuestMemory.offset(locations[p]);
+                for (int b = 0; b < lengths[p]; b++) {
+                    dst.put(copied++, chunk.get(off + b));
+                }
+            }
         }
         return copied == length;
     }
