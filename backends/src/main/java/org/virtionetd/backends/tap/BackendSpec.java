@@ -14,7 +14,7 @@ import java.util.regex.Pattern;
  * {@code vmnetN} (bhyve(8) "-s 2,virtio-net,tap0"). The {@code --no-offload} flag of the command line maps to
  * {@link #withoutOffload()}. On Linux every spelling is a tap of that name; on FreeBSD it is /dev/NAME.
  */
-public final class BackendSpec {
+public final class BackendSpec implements org.virtionetd.backends.BackendFactory {
     private static final Pattern BHYVE = Pattern.compile("(tap|vmnet)[0-9]+");
 
     private final String text;
@@ -72,6 +72,7 @@ public final class BackendSpec {
     }
 
     /** The same backend with no vnet header, hence no offloads (the {@code --no-offload} flag). */
+    @Override
     public BackendSpec withoutOffload() {
         return new BackendSpec(text, tapName, false);
     }
@@ -85,6 +86,7 @@ public final class BackendSpec {
     }
 
     /** Opens one backend per queue pair. FreeBSD's tap has one queue. */
+    @Override
     public List<NetBackend> open(int queuePairs) throws IOException {
         if (FreeBsdNative.isAvailable()) {
             if (queuePairs != 1) {

@@ -1,7 +1,8 @@
 package org.virtionetd.glue.cli;
 
 import org.virtionetd.backends.offload.OffloadingBackend;
-import org.virtionetd.backends.tap.BackendSpec;
+import org.virtionetd.backends.BackendFactory;
+import org.virtionetd.backends.Backends;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
 import org.virtionetd.glue.control.StatsReport;
@@ -39,7 +40,8 @@ public final class Main implements Callable<Integer> {
     Path socket;
 
     @CommandLine.Option(names = "--backend", paramLabel = "SPEC",
-            description = "Where packets go: tap:NAME[,no-offload], tapN or vmnetN (bhyve spellings).")
+            description = "Where packets go: tap:NAME[,no-offload], tapN or vmnetN (bhyve spellings), "
+                    + "null (discard) or null:source=SIZE (also feed the guest SIZE-byte frames).")
     String backend;
 
     @CommandLine.Option(names = "--mac", paramLabel = "MAC", defaultValue = "52:54:00:12:34:56",
@@ -102,11 +104,11 @@ public final class Main implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--backend=SPEC'");
         }
         NetDeviceConfig config;
-        BackendSpec backendSpec;
+        BackendFactory backendSpec;
         try {
             config = NetDeviceConfig.builder().mac(MacAddress.parse(mac)).mtu(mtu).queuePairs(checkQueues(queues))
                     .maxQueueSize(queueSize).build();
-            backendSpec = BackendSpec.parse(backend);
+            backendSpec = Backends.parse(backend);
             if (noOffload && softwareOffload) {
                 throw new IllegalArgumentException("--no-offload and --software-offload exclude each other");
             }

@@ -1,0 +1,188 @@
+package org.virtionetd.backends.nullnet;
+
+import org.virtionetd.backends.BackendFactory;
+import org.virtionetd.virtio.net.NetBackend;
+import org.virtionetd.virtio.net.Packet;
+import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.os.EventFd;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * A backend for measuring the device alone (the pps benchmark): every packet sent is counted and discarded,
+ * whatever its offloads (so it carries them all); with a source size it also delivers an endless stream of
+ * UDP frames of that size to the guest, as fast as the guest posts buffers.
+ */
+public final class NullBackend implements NetBackend {
+    /** Broadcast, from 02:00:00:00:00:01, IPv4/UDP 10.0.0.1 -> 10.0.0.2 port 9 (discard). */
+    private static final int ETH_IP_UDP = 14 + 20 + 8;
+
+    private final int sourceSize;
+    private final byte[] frame;
+    private final EventFd ready;
+    private int headerLength = 12;
+    private final LongAdder sent = new LongAdder();
+    private final LongAdder delivered = new LongAdder();
+
+    public NullBackend(int sourceSize) {
+        if (sourceSize != 0 && (sourceSize < ETH_IP_UDP || sourceSize > 65535)) {
+            throw new IllegalArgumentException("null backend source size " + sourceSize + " is outside "
+                    + ETH_IP_UDP + "..65535");
+        }
+        this.sourceSize = sourceSize;
+        this.frame = sourceSize == 0 ? new byte[0] : udpFrame(sourceSize);
+        try {
+            this.ready = EventFd.create();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        if (sourceSize > 0) {
+            ready.signal(); // never drained: a source is always readable
+        }
+    }
+
+    private static byte[] udpFrame(int size) {
+        ByteBuffer b = ByteBuffer.allocate(size);
+        b.put(new byte[] {-1, -1, -1, -1, -1, -1, 2, 0, 0, 0, 0, 1}).putShort((short) 0x0800);
+        int ipLen = size - 14;
+        b.put((byte) 0x45).put((byte) 0).putShort((short) ipLen).putShort((short) 0).putShort((short) 0x4000)
+                .put((byte) 64).put((byte) 17).putShort((short) 0).putInt(0x0a000001).putInt(0x0a000002);
+        int sum = 0;
+        for (int i = 14; i < 34; i += 2) {
+            sum += b.getShort(i) & 0xffff;
+        }
+        while ((sum >>> 16) != 0) {
+            sum = (sum & 0xffff) + (sum >>> 16);
+        }
+        b.putShort(24, (short) ~sum);
+        b.position(34);
+        b.putShort((short) 9).putShort((short) 9).putShort((short) (ipLen - 20)).putShort((short) 0); // no UDP csum
+        return b.array();
+    }
+
+    @Override
+    public String name() {
+        return sourceSize == 0 ? "null" : "null:source=" + sourceSize;
+    }
+
+    @Override
+    public long capabilities() {
+        return VirtioNetFeature.OFFLOADS;
+    }
+
+    @Override
+    public void configure(long negotiatedFeatures, int vnetHeaderLength) {
+        headerLength = vnetHeaderLength;
+    }
+
+    @Override
+    public void setGuestOffloads(long guestOffloads) {
+        // Source frames carry no offload: nothing to change.
+    }
+
+    @Override
+    public boolean send(Packet packet) {
+        sent.increment();
+        return true;
+    }
+
+    @Override
+    public int peekLength() {
+        return sourceSize == 0 ? 0 : headerLength + sourceSize;
+    }
+
+    @Override
+    public int receive(ByteBuffer[] slices, int count) {
+        if (sourceSize == 0) {
+            return 0;
+        }
+        int header = headerLength;
+        int at = 0;
+        int total = header + sourceSize;
+        for (int i = 0; i < count && at < total; i++) {
+            ByteBuffer s = slices[i];
+            int pos = s.position();
+            int n = Math.min(s.remaining(), total - at);
+            for (int k = 0; k < n; k++) {
+                int idx = at + k;
+                s.put(pos + k, idx < header ? 0 : frame[idx - header]);
+            }
+            at += n;
+        }
+        delivered.increment();
+        return at;
+    }
+
+    @Override
+    public int receiveReadyFd() {
+        return ready.fd();
+    }
+
+    public long sentCount() {
+        return sent.sum();
+    }
+
+    public long deliveredCount() {
+        return delivered.sum();
+    }
+
+    @Override
+    public void close() {
+        ready.close();
+    }
+
+    /** {@code null} or {@code null:source=SIZE}. */
+    public static final class Spec implements BackendFactory {
+        private final int sourceSize;
+
+        private Spec(int sourceSize) {
+            this.sourceSize = sourceSize;
+        }
+
+        public static Spec parse(String text) {
+            if (text.equals("null")) {
+                return new Spec(0);
+            }
+            String prefix = "null:source=";
+            if (!text.startsWith(prefix)) {
+                throw new IllegalArgumentException("backend '" + text + "': expected null or null:source=SIZE");
+            }
+            String n = text.substring(prefix.length());
+            int size;
+            try {
+                size = Integer.parseInt(n);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("backend '" + text + "': source size '" + n + "' is not a number");
+            }
+            if (size < ETH_IP_UDP || size > 65535) {
+                throw new IllegalArgumentException("backend '" + text + "': source size " + size + " is outside "
+                        + ETH_IP_UDP + "..65535");
+            }
+            return new Spec(size);
+        }
+
+        @Override
+        public List<NetBackend> open(int queuePairs) {
+            List<NetBackend> out = new ArrayList<>();
+            for (int i = 0; i < queuePairs; i++) {
+                out.add(new NullBackend(sourceSize));
+            }
+            return out;
+        }
+
+        @Override
+        public BackendFactory withoutOffload() {
+            return this;
+        }
+
+        @Override
+        public String toString() {
+            return sourceSize == 0 ? "null" : "null:source=" + sourceSize;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+package org.virtionetd.backends.nullnet;
+
+import org.junit.jupiter.api.Test;
+import org.virtionetd.backends.Backends;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.memory.MemfdGuestMemory;
+import org.virtionetd.virtio.net.NetDeviceConfig;
+import org.virtionetd.virtio.net.VirtioNetDevice;
+import org.virtionetd.virtio.testdriver.Await;
+import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.ReceivedPacket;
+import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+
+import java.time.Duration;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class NullBackendTest {
+    @Test
+    void specsParseAndWrongOnesNameThePart() {
+        assertThat(Backends.parse("null").toString()).isEqualTo("null");
+        assertThat(Backends.parse("null:source=64").toString()).isEqualTo("null:source=64");
+        assertThatThrownBy(() -> Backends.parse("null:source=10")).hasMessageContaining("source size 10");
+        assertThatThrownBy(() -> Backends.parse("null:source=x")).hasMessageContaining("'x' is not a number");
+        assertThatThrownBy(() -> Backends.parse("null:sink")).hasMessageContaining("null:source=SIZE");
+        assertThatThrownBy(() -> Backends.parse("vde:/tmp/x")).hasMessageContaining("unknown backend 'vde'");
+        assertThat(Backends.parse("tap0").toString()).isEqualTo("tap:tap0");
+    }
+
+    @Test
+    void sinkCountsWhatTheGuestSendsAndSourceFeedsTheGuest() throws Exception {
+        NullBackend backend = new NullBackend(100);
+        VirtioNetDevice device = new VirtioNetDevice(NetDeviceConfig.builder().build(), p -> backend);
+        try (GuestMemory memory = MemfdGuestMemory.create(0, 16 << 20)) {
+            VirtioNetDriver driver = new VirtioNetDriver(device, memory,
+                    new VirtioNetDriver.Options().queueSize(64).timeout(Duration.ofSeconds(10)));
+            try {
+                driver.start();
+                for (int i = 0; i < 10; i++) {
+                    driver.awaitTransmitted(0, driver.transmit(0, NetHeaderFields.none(), new byte[60]));
+                }
+                assertThat(backend.sentCount()).isEqualTo(10);
+                List<ReceivedPacket> got = driver.awaitPackets(0, 200);
+                assertThat(got.get(0).frame()).hasSize(100);
+                assertThat(got.get(0).frame()[12]).isEqualTo((byte) 0x08);
+                Await.until(Duration.ofSeconds(5), () -> backend.deliveredCount() >= 200, "200 frames delivered",
+                        () -> "delivered " + backend.deliveredCount());
+            } finally {
+                driver.close();
+                device.close();
+            }
+        }
+    }
+}
