@@ -35,7 +35,8 @@ class TestPmd:
         self.prefix = prefix
         self.out_path = os.path.join(workdir, prefix + ".log")
         self.out = open(self.out_path, "w+")
-        cmd = ["dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256", "--no-pci",
+        # stdbuf: testpmd writes through stdio, fully buffered into a file otherwise.
+        cmd = ["stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256", "--no-pci",
                "--file-prefix=" + prefix, "--vdev", vdev, "--", "-i", "--forward-mode=" + mode,
                "--nb-cores=1", "--total-num-mbufs=32768"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT,

@@ -108,9 +108,12 @@ public final class NullBackend implements NetBackend {
             ByteBuffer s = slices[i];
             int pos = s.position();
             int n = Math.min(s.remaining(), total - at);
-            for (int k = 0; k < n; k++) {
-                int idx = at + k;
-                s.put(pos + k, idx < header ? 0 : frame[idx - header]);
+            int k = 0;
+            for (; k < n && at + k < header; k++) {
+                s.put(pos + k, (byte) 0);
+            }
+            if (k < n) {
+                s.put(pos + k, frame, at + k - header, n - k);
             }
             at += n;
         }
