@@ -305,6 +305,8 @@ public final class Planner {
 
     private Plan.Nic nic(PciAddress a, Map<String, String> dev, Path runDir, List<List<String>> setup,
                          List<List<String>> teardown) throws BhyveUsageException {
+        String backend = dev.containsKey("type") ? dev.get("type") : dev.get("backend");
+        String tap = backend == null ? null : tapFor(a, backend, dev.get("backend"));
         refuseOptions(a, "virtio-net", dev, Set.of("device", "backend", "type", "mac", "mtu"));
         String mac;
         if (dev.containsKey("mac")) {
@@ -322,10 +324,8 @@ public final class Planner {
         if (dev.containsKey("mtu")) {
             mtu = parseMtu(a, dev.get("mtu"));
         }
-        String backend = dev.containsKey("type") ? dev.get("type") : dev.get("backend");
-        String tap;
         boolean privateTap = false;
-        if (backend == null) {
+        if (tap == null) {
             // bhyve permits a NIC without a backend: the guest sees the card, nothing it sends goes anywhere.
             // Here: a private tap the wrapper creates and never brings up.
             tap = privateTapName(a);
@@ -333,8 +333,6 @@ public final class Planner {
             setup.add(List.of("ip", "tuntap", "add", "dev", tap, "mode", "tap"));
             teardown.add(List.of("ip", "link", "del", tap));
             notes.add("pci slot " + a + ": no backend: virtio-netd on private tap " + tap + ", left down (no link)");
-        } else {
-            tap = tapFor(a, backend, dev.get("backend"));
         }
         String base = "net-" + a.slot() + "-" + a.func();
         Path socket = runDir.resolve(base + ".sock");
