@@ -165,7 +165,7 @@ public final class Planner {
                         + "; this wrapper puts bhyve's slots on QEMU's bus 0 only");
             }
             boolean bridgeSlot = kind.equals("hostbridge") || kind.equals("amd_hostbridge") || kind.equals("lpc");
-            if (a.slot() == 0 && !kind.startsWith("hostbridge") && !kind.equals("amd_hostbridge")) {
+            if (a.slot() == 0 && !kind.equals("hostbridge") && !kind.equals("amd_hostbridge")) {
                 throw refuse("pci slot " + a + ": device \"" + kind + "\" cannot be at slot 0 under QEMU: the q35 "
                         + "host bridge is there (bhyve's hostbridge belongs at slot 0)");
             }
