@@ -16,22 +16,25 @@ final class LogWatch {
     private LogWatch() {
     }
 
-    /**
-     * Polls {@code text} until a line at or after {@code fromLine} contains a match of {@code wanted}.
-     * Fails (AssertionError, with the log's tail) when a line matches {@code failFast}, when {@code alive}
-     * turns false and a last read still has no match, or at the deadline.
-     */
     /** A matching line: its index in the log (0-based), its text, and the match within it. */
     record Hit(int index, String line, MatchResult match) {
     }
 
+    /**
+     * Polls {@code text} until a complete line at or after {@code fromLine} contains a match of {@code wanted}.
+     * Fails (AssertionError, with the log's tail) when a line matches {@code failFast}, when {@code alive}
+     * turns false and a last read still has no match, or at the deadline.
+     */
     static Hit await(Supplier<String> text, Pattern wanted, Pattern failFast, Duration timeout,
                              BooleanSupplier alive, Supplier<String> what, int fromLine) {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
             boolean wasAlive = alive.getAsBoolean();
             String now = text.get();
-            List<String> lines = now.lines().toList();
+            // Only complete lines count: a line still being written ("rc=" before its digits) must not match.
+            // When the writer has died its last line is complete as it stands.
+            String complete = wasAlive && !now.endsWith("\n") ? now.substring(0, now.lastIndexOf('\n') + 1) : now;
+            List<String> lines = complete.lines().toList();
             for (int i = fromLine; i < lines.size(); i++) {
                 Matcher m = wanted.matcher(lines.get(i));
                 if (m.find()) {
