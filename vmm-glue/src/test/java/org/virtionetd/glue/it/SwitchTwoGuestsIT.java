@@ -91,7 +91,9 @@ class SwitchTwoGuestsIT {
                         .isGreaterThan(1514);
                 String statsA = ControlServer.query(ctlA, "stats json");
                 System.out.println("SwitchTwoGuestsIT: guest-to-guest " + mbps + " Mbit/s; B received " + rxPackets
-                        + " frames, " + rxBytes + " bytes (mean " + rxBytes / rxPackets + ")");
+                        + " frames, " + rxBytes + " bytes (mean " + rxBytes / rxPackets + "); A's sends refused by the switch "
+                        + jsonLong(statsA, "tx_dropped_backend") + ", B waited for buffers "
+                        + jsonLong(stats, "rx_waited_for_buffers") + " times");
                 assertThat(jsonLong(statsA, "rx_bad_offload") + jsonLong(stats, "rx_bad_offload"))
                         .as("frames with offloads a driver did not accept: A %s B %s", statsA, stats).isZero();
                 assertThat(a.awaitDone(STEP)).isZero();
