@@ -19,7 +19,7 @@ public final class TestFrames {
     }
 
     /** RFC 1071 folded sum of b[off, off + len), the range starting at an even position. */
-    static int naiveSum(byte[] b, int off, int len) {
+    public static int naiveSum(byte[] b, int off, int len) {
         long s = 0;
         for (int i = 0; i < len; i += 2) {
             int hi = b[off + i] & 0xff;
@@ -65,7 +65,7 @@ public final class TestFrames {
     }
 
     /** True if the L4 checksum of f[l4, end) verifies (sum with the pseudo-header is 0xffff). */
-    static boolean l4ChecksumOk(byte[] f, int l3, int ipVersion, int proto, int l4, int end) {
+    public static boolean l4ChecksumOk(byte[] f, int l3, int ipVersion, int proto, int l4, int end) {
         int s = naiveAdd(naivePseudo(f, l3, ipVersion, proto, end - l4), naiveSum(f, l4, end - l4));
         return s == 0xffff;
     }

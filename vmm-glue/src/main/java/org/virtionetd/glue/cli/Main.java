@@ -3,6 +3,7 @@ package org.virtionetd.glue.cli;
 import org.virtionetd.backends.offload.OffloadingBackend;
 import org.virtionetd.backends.BackendFactory;
 import org.virtionetd.backends.Backends;
+import org.virtionetd.backends.vswitch.SwitchSpec;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
 import org.virtionetd.glue.control.StatsReport;
@@ -25,7 +26,8 @@ import java.util.concurrent.CountDownLatch;
 import java.util.function.Function;
 
 /**
- * {@code virtio-netd}: serves one virtio-net device on a vhost-user socket, with a backend such as a tap.
+ * {@code virtio-netd}: serves virtio-net devices on vhost-user sockets, each with a backend such as a tap or a port
+ * of an in-process switch: one with {@code --socket/--backend}, more with repeated {@code --device}.
  * Subcommands {@code features} and {@code stats} inspect a running device through its control socket.
  */
 @CommandLine.Command(name = "virtio-netd", mixinStandardHelpOptions = true, versionProvider = Version.class,
@@ -41,8 +43,16 @@ public final class Main implements Callable<Integer> {
 
     @CommandLine.Option(names = "--backend", paramLabel = "SPEC",
             description = "Where packets go: tap:NAME[,no-offload], tapN or vmnetN (bhyve spellings), "
+                    + "switch:NAME[,port=P][,vlans=0:10-20][,no-offload] or valeNAME:PORT (an in-process switch), "
                     + "null (discard) or null:source=SIZE (also feed the guest SIZE-byte frames).")
     String backend;
+
+    @CommandLine.Option(names = "--device", paramLabel = "socket=PATH,backend=SPEC[,mac=MAC][,control=PATH]",
+            description = {"One more device in this process (repeatable). Options after backend= that are not "
+                    + "socket/mac/control belong to the backend, e.g. backend=switch:sw0,vlans=10,mac=52:54:00:00:00:02.",
+                    "MAC defaults to --mac with the last byte plus the device's number; --mtu, --queues and the "
+                            + "offload options apply to every device."})
+    List<String> devices = new ArrayList<>();
 
     @CommandLine.Option(names = "--mac", paramLabel = "MAC", defaultValue = "52:54:00:12:34:56",
             description = "MAC address in the config space (default ${DEFAULT-VALUE}).")
@@ -95,62 +105,131 @@ public final class Main implements Callable<Integer> {
         return cl;
     }
 
+    /** One device of this process: its socket, backend, MAC and control socket. */
+    record DeviceSpec(Path socket, String backend, String mac, Path control) {
+        /** Parses {@code socket=PATH,backend=SPEC[,mac=MAC][,control=PATH]}; other tokens extend the backend. */
+        static DeviceSpec parse(String text, String defaultMac) {
+            Path socket = null;
+            Path control = null;
+            String mac = defaultMac;
+            StringBuilder backend = null;
+            for (String token : text.split(",", -1)) {
+                if (token.startsWith("socket=")) {
+                    socket = Path.of(token.substring(7));
+                } else if (token.startsWith("control=")) {
+                    control = Path.of(token.substring(8));
+                } else if (token.startsWith("mac=")) {
+                    mac = token.substring(4);
+                } else if (token.startsWith("backend=")) {
+                    backend = new StringBuilder(token.substring(8));
+                } else if (backend != null) {
+                    backend.append(',').append(token);
+                } else {
+                    throw new IllegalArgumentException("--device '" + text + "': '" + token + "' is not socket=, "
+                            + "backend=, mac= or control= (backend options go after backend=)");
+                }
+            }
+            if (socket == null || socket.toString().isEmpty()) {
+                throw new IllegalArgumentException("--device '" + text + "' has no socket=PATH");
+            }
+            if (backend == null || backend.length() == 0) {
+                throw new IllegalArgumentException("--device '" + text + "' has no backend=SPEC");
+            }
+            return new DeviceSpec(socket, backend.toString(), mac, control);
+        }
+    }
+
+    /** A running device and what serves it. */
+    private record Served(String name, VirtioNetDevice device, VhostUserServer server, ControlServer control) {
+    }
+
     @Override
     public Integer call() throws Exception {
-        if (socket == null) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--socket=PATH'");
-        }
-        if (backend == null) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--backend=SPEC'");
-        }
-        NetDeviceConfig config;
-        BackendFactory backendSpec;
+        List<DeviceSpec> specs = new ArrayList<>();
         try {
-            config = NetDeviceConfig.builder().mac(MacAddress.parse(mac)).mtu(mtu).queuePairs(checkQueues(queues))
-                    .maxQueueSize(queueSize).build();
-            backendSpec = Backends.parse(backend);
             if (noOffload && softwareOffload) {
                 throw new IllegalArgumentException("--no-offload and --software-offload exclude each other");
             }
-            if (noOffload || softwareOffload) {
-                backendSpec = backendSpec.withoutOffload();
+            if (socket != null || backend != null || devices.isEmpty()) {
+                if (socket == null) {
+                    throw new IllegalArgumentException("Missing required option: '--socket=PATH'");
+                }
+                if (backend == null) {
+                    throw new IllegalArgumentException("Missing required option: '--backend=SPEC'");
+                }
+                specs.add(new DeviceSpec(socket, backend, mac, control));
             }
+            byte[] base = MacAddress.parse(mac);
+            for (String d : devices) {
+                byte[] m = base.clone();
+                m[5] = (byte) (m[5] + specs.size());
+                specs.add(DeviceSpec.parse(d, MacAddress.format(m)));
+            }
+            checkQueues(queues);
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
-        List<NetBackend> opened = backendSpec.open(config.queuePairs());
-        List<NetBackend> backends = new ArrayList<>();
-        for (NetBackend b : opened) {
-            // The software engine sits in front of every backend unless the user wants no offload at all: it
-            // passes offloads the backend carries through untouched and completes the others (design card).
-            backends.add(noOffload ? b : new OffloadingBackend(b));
-        }
-        VirtioNetDevice device = new VirtioNetDevice(config, backends::get);
-        // QEMU serves the control queue itself under vhost-user and does not forward CTRL_VQ.
-        device.setFrontEndFeatures(VirtioNetFeature.bits(VirtioNetFeature.CTRL_VQ));
-        String name = socket.getFileName() + " (" + backendSpec + ")";
-        VhostUserServer server = new VhostUserServer(socket, device);
-        ControlServer controlServer = null;
+        List<Served> served = new ArrayList<>();
         CountDownLatch stopped = new CountDownLatch(1);
         try {
-            server.start();
-            if (control != null) {
-                controlServer = new ControlServer(control, handlers(name, device));
+            for (DeviceSpec d : specs) {
+                served.add(serve(d));
             }
-            LOG.log(System.Logger.Level.INFO, "virtio-netd serving " + name + " on " + socket
-                    + (control != null ? ", control " + control : ""));
-            ControlServer cs = controlServer;
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                 LOG.log(System.Logger.Level.INFO, "virtio-netd shutting down");
-                shutdown(server, cs, device);
+                shutdown(served);
                 stopped.countDown();
             }, "shutdown"));
         } catch (IOException | RuntimeException e) {
-            shutdown(server, controlServer, device);
+            shutdown(served);
             throw e;
         }
         stopped.await();
         return 0;
+    }
+
+    /** Opens the backend, builds the device and starts its vhost-user server (and control socket). */
+    private Served serve(DeviceSpec d) throws IOException {
+        NetDeviceConfig config;
+        List<NetBackend> backends = new ArrayList<>();
+        String backendName;
+        try {
+            config = NetDeviceConfig.builder().mac(MacAddress.parse(d.mac())).mtu(mtu).queuePairs(queues)
+                    .maxQueueSize(queueSize).build();
+            BackendFactory factory = Backends.parse(d.backend());
+            // A switch port carries every offload itself (it segments only for a driver that did not accept
+            // them), so --software-offload means nothing there.
+            boolean isSwitch = factory instanceof SwitchSpec;
+            factory = noOffload || softwareOffload && !isSwitch ? factory.withoutOffload() : factory;
+            backendName = factory.toString();
+            for (NetBackend nb : factory.open(config.queuePairs())) {
+                // The software engine goes in front of a backend that cannot carry every offload the guest may
+                // hand over: it passes through what the backend carries and completes the rest (design card).
+                boolean carriesAll = (nb.capabilities() & VirtioNetFeature.HOST_OFFLOADS) == VirtioNetFeature.HOST_OFFLOADS;
+                backends.add(noOffload || carriesAll ? nb : new OffloadingBackend(nb));
+            }
+        } catch (IllegalArgumentException e) {
+            backends.forEach(NetBackend::close);
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+        }
+        VirtioNetDevice device = new VirtioNetDevice(config, backends::get);
+        // QEMU serves the control queue itself under vhost-user and does not forward CTRL_VQ.
+        device.setFrontEndFeatures(VirtioNetFeature.bits(VirtioNetFeature.CTRL_VQ));
+        String name = d.socket().getFileName() + " (" + backendName + ")";
+        VhostUserServer server = new VhostUserServer(d.socket(), device);
+        ControlServer controlServer = null;
+        try {
+            server.start();
+            if (d.control() != null) {
+                controlServer = new ControlServer(d.control(), handlers(name, device));
+            }
+        } catch (IOException | RuntimeException e) {
+            shutdown(List.of(new Served(name, device, server, controlServer)));
+            throw e;
+        }
+        LOG.log(System.Logger.Level.INFO, "virtio-netd serving " + name + " on " + d.socket()
+                + (d.control() != null ? ", control " + d.control() : ""));
+        return new Served(name, device, server, controlServer);
     }
 
     private static int checkQueues(int n) {
@@ -160,12 +239,14 @@ public final class Main implements Callable<Integer> {
         return n;
     }
 
-    private static void shutdown(VhostUserServer server, ControlServer control, VirtioNetDevice device) {
-        server.close();
-        if (control != null) {
-            control.close();
+    private static void shutdown(List<Served> served) {
+        for (Served s : served) {
+            s.server().close();
+            if (s.control() != null) {
+                s.control().close();
+            }
+            s.device().close();
         }
-        device.close();
     }
 
     static Map<String, Function<String, String>> handlers(String name, VirtioNetDevice device) {

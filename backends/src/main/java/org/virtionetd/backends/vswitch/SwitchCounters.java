@@ -1,0 +1,80 @@
+package org.virtionetd.backends.vswitch;
+
+import org.virtionetd.backends.offload.OffloadResult;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * What one switch port saw, as named lock-free counters. "tx" is what the port's device sent into the switch,
+ * "rx" what the switch delivered to the port (other ports' threads write the enqueue counters, the port's own
+ * thread the delivery ones). {@link #snapshot()} names them in snake_case.
+ */
+public final class SwitchCounters {
+    /** Frames the device sent into the switch. */
+    public final LongAdder txFrames = new LongAdder();
+    /** Frames sent to the one port their destination was learned on. */
+    public final LongAdder txUnicast = new LongAdder();
+    /** Frames flooded (broadcast, multicast, unknown destination) to every other port of their VLAN. */
+    public final LongAdder txFlooded = new LongAdder();
+    /** Frames shorter than an Ethernet header, or with a multicast source address: dropped. */
+    public final LongAdder txDroppedInvalid = new LongAdder();
+    /** Frames on a VLAN this port is not a member of: dropped. */
+    public final LongAdder txDroppedVlan = new LongAdder();
+    /** Frames whose destination was learned on this same port: not sent back (filtered). */
+    public final LongAdder txFilteredSamePort = new LongAdder();
+
+    /** Frames put into this port's receive ring. */
+    public final LongAdder rxEnqueued = new LongAdder();
+    /** Frames for this port dropped because its receive ring was full. */
+    public final LongAdder rxDroppedRingFull = new LongAdder();
+    /** Frames delivered with their metadata (the driver accepted every offload they carry). */
+    public final LongAdder rxPassedThrough = new LongAdder();
+    /** Frames whose partial checksum was completed because the driver did not accept GUEST_CSUM. */
+    public final LongAdder rxChecksumsCompleted = new LongAdder();
+    /** GSO frames segmented because the driver did not accept their GSO type. */
+    public final LongAdder rxPacketsSegmented = new LongAdder();
+    /** Frames made by that segmentation. */
+    public final LongAdder rxSegmentsMade = new LongAdder();
+    /** Frames longer than the buffers the device offered for them, dropped. */
+    public final LongAdder rxDroppedNoRoom = new LongAdder();
+
+    private final LongAdder[] rxOffloadDrops = new LongAdder[OffloadResult.values().length];
+
+    SwitchCounters() {
+        for (int i = 0; i < rxOffloadDrops.length; i++) {
+            rxOffloadDrops[i] = new LongAdder();
+        }
+    }
+
+    /** Frames the software engine refused to complete for this port (malformed metadata), by reason. */
+    public LongAdder rxOffloadDrops(OffloadResult reason) {
+        return rxOffloadDrops[reason.ordinal()];
+    }
+
+    /** All counters by snake_case name; offload drops ({@code rx_drop_<reason>}) only when non-zero. */
+    public Map<String, Long> snapshot() {
+        Map<String, Long> m = new LinkedHashMap<>();
+        m.put("tx_frames", txFrames.sum());
+        m.put("tx_unicast", txUnicast.sum());
+        m.put("tx_flooded", txFlooded.sum());
+        m.put("tx_dropped_invalid", txDroppedInvalid.sum());
+        m.put("tx_dropped_vlan", txDroppedVlan.sum());
+        m.put("tx_filtered_same_port", txFilteredSamePort.sum());
+        m.put("rx_enqueued", rxEnqueued.sum());
+        m.put("rx_dropped_ring_full", rxDroppedRingFull.sum());
+        m.put("rx_passed_through", rxPassedThrough.sum());
+        m.put("rx_checksums_completed", rxChecksumsCompleted.sum());
+        m.put("rx_packets_segmented", rxPacketsSegmented.sum());
+        m.put("rx_segments_made", rxSegmentsMade.sum());
+        m.put("rx_dropped_no_room", rxDroppedNoRoom.sum());
+        for (OffloadResult r : OffloadResult.values()) {
+            long v = rxOffloadDrops[r.ordinal()].sum();
+            if (v != 0) {
+                m.put("rx_drop_" + r.name().toLowerCase(java.util.Locale.ROOT), v);
+            }
+        }
+        return m;
+    }
+}
