@@ -72,6 +72,26 @@ public final class FeatureRules {
     }
 
     /**
+     * What can be in effect of {@code acked}: less every bit whose requirement of 5.1.3.1 is not in it, repeated
+     * until nothing changes (GUEST_ECN goes with GUEST_TSO4/6 when those go for lack of GUEST_CSUM). Bits in
+     * {@code assumed} count as present for the requirements (a front-end's own features) but are not added.
+     */
+    public static long effective(long acked, long assumed) {
+        long f = acked | assumed;
+        boolean changed = true;
+        while (changed) {
+            changed = false;
+            for (long[] rule : REQUIRES) {
+                if ((f & rule[0]) != 0 && (f & rule[1]) == 0) {
+                    f &= ~rule[0];
+                    changed = true;
+                }
+            }
+        }
+        return f & acked;
+    }
+
+    /**
      * Null if the driver may ack {@code acked} given {@code offered}, else the reason naming the bit.
      */
     public static String check(long acked, long offered) {

@@ -43,6 +43,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     private GuestMemory memory = GuestMemory.empty();
     private volatile long acked;
+    /** What the driver acked; {@link #acked} is what of it is in effect (they differ only as in setDriverFeatures). */
+    private volatile long driverAcked;
     private long proposed;
     private volatile int headerLength = VirtioNetHeader.LENGTH_LEGACY;
     private volatile RxFilter filter;
@@ -114,10 +116,13 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public long ackedFeatures() {
-        return acked;
+        return driverAcked;
     }
 
-    /** The features in effect: those the driver acked (every acked bit is offered; checked at acceptance). */
+    /**
+     * The features in effect: those the driver acked (every acked bit is offered; checked at acceptance), less
+     * offloads acked without their requirement where the transport could not refuse (see setDriverFeatures).
+     */
     public long negotiatedFeatures() {
         return acked;
     }
@@ -146,13 +151,26 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
                 LOG.log(System.Logger.Level.WARNING, "driver wrote unacceptable features: " + wrong);
                 return;
             }
-            throw new VirtioException(VirtioException.Kind.FEATURES, wrong);
+            long usable = FeatureRules.effective(features, frontEndFeatures & offered);
+            if ((features & ~offered) != 0 || checkFeatures(usable) != null) {
+                throw new VirtioException(VirtioException.Kind.FEATURES, wrong);
+            }
+            // No status sequence (vhost-user; a legacy driver): a refusal reaches no driver. QEMU does not wait
+            // for a reply to SET_FEATURES nor read FEATURES_OK back, and the driver runs with what it acked. QEMU
+            // 7.2 with csum=off,guest_csum=off still offers the TSO/UFO/ECN bits and Linux acks them: take the
+            // driver at its word for the layout (header length) and put in effect only the offloads whose
+            // requirements were acked, as a kernel tap ignores TUN_F_TSO* without TUN_F_CSUM.
+            LOG.log(System.Logger.Level.WARNING, wrong + "; in effect without " + VirtioNetFeature.names(
+                    features & ~usable));
+            applyFeatures(features, usable);
+            proposed = usable;
+            return;
         }
         // Applied at once: a legacy driver has no FEATURES_OK step (3.1.2), and vhost-user has none either.
-        applyFeatures(features);
+        applyFeatures(features, features);
     }
 
-    private void applyFeatures(long features) throws VirtioException {
+    private void applyFeatures(long driverFeatures, long features) throws VirtioException {
         int hdr = VirtioNetHeader.lengthFor(features);
         for (NetBackend b : backends) {
             try {
@@ -163,6 +181,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             }
         }
         acked = features;
+        driverAcked = driverFeatures;
         headerLength = hdr;
         guestOffloads = features & VirtioNetFeature.GUEST_OFFLOADS;
         filter = RxFilter.initial(mac, VirtioNetFeature.has(features, VirtioNetFeature.CTRL_VLAN));
@@ -348,7 +367,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             String wrong = checkFeatures(proposed);
             if (wrong == null && acked != proposed) {
                 try {
-                    applyFeatures(proposed);
+                    applyFeatures(proposed, proposed);
                 } catch (VirtioException e) {
                     wrong = e.getMessage();
                 }
@@ -371,6 +390,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             q.reset();
         }
         acked = 0;
+        driverAcked = 0;
         proposed = 0;
         status = 0;
         needsReset = false;
