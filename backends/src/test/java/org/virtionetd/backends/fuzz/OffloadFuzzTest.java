@@ -184,7 +184,14 @@ class OffloadFuzzTest {
             if (orig.ipVersion == 4) {
                 Frame f = Frame.parse(s);
                 check(f != null, "fragment " + i + " unparseable");
-                checkIp(s, f, "fragment " + i);
+                if (out.size() > 1) {
+                    checkIp(s, f, "fragment " + i);
+                } else {
+                    // Not fragmented: the headers are the driver's, passed on as they were (only the UDP
+                    // checksum is completed), so a wrong IPv4 header checksum from the driver stays wrong.
+                    check(Arrays.equals(Arrays.copyOf(s, orig.l4), Arrays.copyOf(frame, orig.l4)),
+                            "unfragmented UFO datagram: headers changed");
+                }
                 int fo = Checksums.u16(s, f.l3 + 6);
                 if (out.size() > 1) {
                     check((fo & 0x1fff) * 8 == expectedOffset && ((fo & 0x2000) != 0) == !last,

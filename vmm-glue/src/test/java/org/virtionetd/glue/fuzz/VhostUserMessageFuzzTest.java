@@ -66,6 +66,8 @@ class VhostUserMessageFuzzTest {
         final List<String> loggedErrors = new ArrayList<>();
         final Logger logger = Logger.getLogger("org.virtionetd");
         long fdBaseline = -1;
+        /** Sockets, memfds and anon inodes (eventfd, epoll) open at the baseline: the server's and the JVM's. */
+        long oursAtBaseline;
 
         Fixture() {
             try {
@@ -112,6 +114,7 @@ class VhostUserMessageFuzzTest {
             // Warm up (JNA, lazily opened files) with one well-behaved session, then take the baseline.
             wellBehavedRoundTrip(fx);
             fx.fdBaseline = openFds();
+            fx.oursAtBaseline = countOurs();
         }
         FuzzInput in = new FuzzInput(data);
         long disconnects = fx.server.disconnects();
@@ -220,7 +223,8 @@ class VhostUserMessageFuzzTest {
                 }
                 long extra = openFds() - fx.fdBaseline;
                 // Files the JVM opens lazily (jars) move the baseline; sockets, memfds and eventfds are ours.
-                check(ours.size() <= countOurs(fx), extra + " fds above the baseline " + fx.fdBaseline + ": " + ours);
+                check(ours.size() <= fx.oursAtBaseline, extra + " fds above the baseline " + fx.fdBaseline + ", "
+                        + ours.size() + " sockets/memfds/anon inodes where " + fx.oursAtBaseline + " were open: " + ours);
                 fx.fdBaseline = openFds();
                 return;
             }
@@ -228,14 +232,9 @@ class VhostUserMessageFuzzTest {
         }
     }
 
-    private static long oursAtBaseline = -1;
-
-    private static long countOurs(Fixture fx) {
-        if (oursAtBaseline < 0) {
-            oursAtBaseline = fdList().stream().filter(l -> l.contains("socket:") || l.contains("memfd:")
-                    || l.contains("anon_inode:")).count();
-        }
-        return oursAtBaseline;
+    static long countOurs() {
+        return fdList().stream().filter(l -> l.contains("socket:") || l.contains("memfd:")
+                || l.contains("anon_inode:")).count();
     }
 
     static long openFds() {
