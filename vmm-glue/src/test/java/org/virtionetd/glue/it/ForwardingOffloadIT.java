@@ -33,7 +33,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * TCP A->B, B->A, A->external, external->A and A->bridge host, 2 s each, with offloads on (the guests must have
  * negotiated CSUM / GUEST_CSUM / HOST_TSO4, so large TSO frames with partial checksums really cross the bridge),
  * then with B's offloads off ({@code --no-offload}: the kernel must segment and checksum what goes to tapB) and with
- * B's offloads done in software ({@code --software-offload}: B's TSO frames are cut by our engine). Every transfer
+ * B's offloads done in software ({@code --software-offload}: B's TSO frames are cut by our engine), and with guest B
+ * refusing the offloads its device offers ({@code csum=off,guest_csum=off}: the tap must complete). Every transfer
  * must complete, and TcpInCsumErrors must stay 0 in both guests, the external namespace and the bridge namespace,
  * whose TCP receive counters must show that the traffic went through them.
  */
@@ -47,27 +48,35 @@ class ForwardingOffloadIT {
     private static final String B_IP = "10.77.0.4";
     private static final List<String> TRANSFERS = List.of("AB", "BA", "AX", "XA", "AH");
 
-    /** How device B runs; device A always has its offloads on. */
+    /** How device B (or guest B) runs; device A and guest A always have their offloads on. */
     enum DeviceB {
-        OFFLOAD(List.of()),
-        NO_OFFLOAD(List.of("--no-offload")),
-        SOFTWARE_OFFLOAD(List.of("--software-offload"));
+        OFFLOAD(List.of(), null),
+        NO_OFFLOAD(List.of("--no-offload"), null),
+        SOFTWARE_OFFLOAD(List.of("--software-offload"), null),
+        /** The device offers everything, guest B's virtio-net refuses it (QEMU masks CSUM and GUEST_CSUM). */
+        GUEST_REFUSES(List.of(), "csum=off,guest_csum=off");
 
         final List<String> options;
+        final String guestDeviceProperties;
 
-        DeviceB(List<String> options) {
+        DeviceB(List<String> options, String guestDeviceProperties) {
             this.options = options;
+            this.guestDeviceProperties = guestDeviceProperties;
         }
     }
 
-    /** Guest A: the clients. Each transfer retried (bounded) while B's next one-shot server is not yet up. */
+    /**
+     * Guest A: the clients. A transfer is retried (bounded) only while B's next one-shot server is not up yet
+     * ("refused"); any other failure is reported at once with iperf3's output.
+     */
     private static final String GUEST_A = String.join("\n",
             "s(){ echo VND-CSUM $1 $(vnd-snmp Tcp InCsumErrors) $(vnd-snmp Tcp InSegs); }",
             "s before",
-            "i=0; while ! ping -c 1 -W 1 " + B_IP + " >/dev/null 2>&1 && [ $i -lt 90 ]; do i=$((i+1)); done",
+            "i=0; while ! ping -c 1 -W 1 " + B_IP + " >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i+1)); done",
+            "echo VND-PING-B tries=$i",
             "t(){ n=$1; shift; k=0",
             "  while :; do iperf3 -t 2 -f g \"$@\" >/tmp/o 2>&1; rc=$?",
-            "    [ $rc -eq 0 ] || [ $k -ge 15 ] && break; k=$((k+1)); sleep 1; done",
+            "    [ $rc -eq 0 ] || ! grep -q refused /tmp/o || [ $k -ge 15 ] && break; k=$((k+1)); sleep 1; done",
             "  echo VND-T $n rc=$rc $(grep receiver /tmp/o | tail -n 1)",
             "  [ $rc -eq 0 ] || sed 's/^/VND-IPERF /' /tmp/o; }",
             "t AB -c " + B_IP,
@@ -113,8 +122,8 @@ class ForwardingOffloadIT {
             long brCsum0 = bridge.snmp("Tcp", "InCsumErrors");
             long brSegs0 = bridge.snmp("Tcp", "InSegs");
 
-            try (GuestVm a = guest(bridge, "A", A_IP, "52:54:00:00:00:0a", GUEST_A);
-                 GuestVm b = guest(bridge, "B", B_IP, "52:54:00:00:00:0b", GUEST_B)) {
+            try (GuestVm a = guest(bridge, "A", A_IP, "52:54:00:00:00:0a", GUEST_A, null);
+                 GuestVm b = guest(bridge, "B", B_IP, "52:54:00:00:00:0b", GUEST_B, deviceB.guestDeviceProperties)) {
                 var featA = VirtioNetFeature.names(GuestVm.featureBits(a.awaitFeatures(GuestVm.BOOT_TIMEOUT)));
                 var featB = VirtioNetFeature.names(GuestVm.featureBits(b.awaitFeatures(GuestVm.BOOT_TIMEOUT)));
                 assertThat(featA).as("guest A's features (device A, offloads on)")
@@ -127,32 +136,39 @@ class ForwardingOffloadIT {
                     case NO_OFFLOAD -> assertThat(featB).as("guest B's features (--no-offload)")
                             .doesNotContain("VIRTIO_NET_F_CSUM", "VIRTIO_NET_F_GUEST_CSUM", "VIRTIO_NET_F_HOST_TSO4",
                                     "VIRTIO_NET_F_GUEST_TSO4");
+                    // QEMU 7.2 masks only the two checksum bits and still passes HOST_TSO4/GUEST_TSO4 etc. (seen
+                    // here), although they require CSUM / GUEST_CSUM (virtio 1.2, 5.1.3.1). The Linux driver enables
+                    // TSO only under CSUM, and the tap is given no offload without GUEST_CSUM, so nothing partial or
+                    // GSO may flow either way: the transfers below check that the device copes with such a set.
+                    case GUEST_REFUSES -> assertThat(featB).as("guest B's features (csum=off,guest_csum=off)")
+                            .doesNotContain("VIRTIO_NET_F_CSUM", "VIRTIO_NET_F_GUEST_CSUM");
                     case SOFTWARE_OFFLOAD -> assertThat(featB).as("guest B's features (--software-offload)")
                             .contains("VIRTIO_NET_F_CSUM", "VIRTIO_NET_F_HOST_TSO4");
                 }
 
+                // A first: its transfers say whether B is reachable; B's one-shot servers would wait for nothing.
                 int doneA = a.awaitDone(GuestVm.BOOT_TIMEOUT.plus(STEP));
-                int doneB = b.awaitDone(STEP);
                 String serialA = a.output();
-                String serialB = b.output();
-                String context = "\n--- guest A serial:\n" + Cmd.tail(serialA, 40) + "\n--- guest B serial:\n"
-                        + Cmd.tail(serialB, 20) + "\n--- device A:\n" + Cmd.tail(devA.output(), 15)
-                        + "\n--- device B:\n" + Cmd.tail(devB.output(), 15);
-                assertThat(doneA).as("guest A's command exit code%s", context).isZero();
-                assertThat(doneB).as("guest B's command exit code%s", context).isZero();
-
+                String contextA = "\n--- guest A serial:\n" + Cmd.tail(serialA, 40) + "\n--- device A:\n"
+                        + Cmd.tail(devA.output(), 15) + "\n--- device B:\n" + Cmd.tail(devB.output(), 15);
+                assertThat(doneA).as("guest A's command exit code%s", contextA).isZero();
                 Map<String, Double> gbps = new LinkedHashMap<>();
                 Matcher m = TRANSFER.matcher(serialA);
                 while (m.find()) {
                     assertThat(m.group(2)).as("iperf3 exit code of transfer %s (B %s)%s", m.group(1), deviceB,
-                            context).isEqualTo("0");
+                            contextA).isEqualTo("0");
                     Matcher r = RATE.matcher(m.group(3));
                     assertThat(r.find()).as("receiver rate of transfer %s in '%s'", m.group(1), m.group(0)).isTrue();
                     gbps.put(m.group(1), Double.parseDouble(r.group(1)) * scale(r.group(2)));
                 }
-                assertThat(gbps.keySet()).as("transfers reported by guest A%s", context)
+                assertThat(gbps.keySet()).as("transfers reported by guest A%s", contextA)
                         .containsExactlyElementsOf(TRANSFERS);
                 assertThat(gbps.values()).as("every transfer moved data: %s", gbps).allMatch(v -> v > 0);
+
+                int doneB = b.awaitDone(STEP);
+                String serialB = b.output();
+                String context = contextA + "\n--- guest B serial:\n" + Cmd.tail(serialB, 20);
+                assertThat(doneB).as("guest B's command exit code%s", context).isZero();
 
                 long[] csumA = counters(serialA, "A");
                 long[] csumB = counters(serialB, "B");
@@ -191,8 +207,12 @@ class ForwardingOffloadIT {
         return dev;
     }
 
-    private static GuestVm guest(NetNs ns, String name, String ip, String mac, String command) {
-        return GuestVm.builder().vhostUser(ns.dir().resolve("dev" + name + ".sock")).mac(mac).ip(ip + "/24")
+    private static GuestVm guest(NetNs ns, String name, String ip, String mac, String command, String props) {
+        GuestVm.Builder b = GuestVm.builder();
+        if (props != null) {
+            b.deviceProperties(props);
+        }
+        return b.vhostUser(ns.dir().resolve("dev" + name + ".sock")).mac(mac).ip(ip + "/24")
                 .memoryMiB(384).command(command)
                 // Two TCG guests boot at once on two cores: under that load the 6.1 kernel's IO-APIC timer check
                 // sometimes fails ("IO-APIC + timer doesn't work!", a panic seen here); the check only measures
