@@ -151,12 +151,14 @@ class KernelSegmentationIT {
                                     @ForAll @IntRange(max = 255) int tcpFlags, @ForAll boolean ecn) throws IOException {
         Random rnd = new Random(seed);
         mss = Math.max(mss, (payload + 149) / 150); // at most 150 segments: enough variety, bounded run time
-        TestFrames.Built b = TestFrames.build(rnd, 0, v6 ? 6 : 4, v6 ? 0 : optWords * 4, v6 ? v6Ext : 0, L4_TCP,
-                optWords * 4, payload, tcpFlags);
         // Only real GSO frames: with payload <= gso_size Linux does not mark the skb GSO at all ("too small
         // packets are not really GSO ones", virtio_net_hdr_to_skb), and a Linux driver never sends such a frame.
-        // (Seen here, kernel 6.18: such a frame with TCPV6|ECN was dropped in validate_xmit_skb.)
-        mss = Math.min(mss, Math.max(1, payload - 1));
+        // (Seen here, kernel 6.18: such IPv6 frames, TCPV6 and TCPV6|ECN with payload <= gso_size, never reached
+        // the far side; the kfree_skb trace point put the first drop in validate_xmit_skb.)
+        payload = Math.max(payload, 2);
+        mss = Math.min(mss, payload - 1);
+        TestFrames.Built b = TestFrames.build(rnd, 0, v6 ? 6 : 4, v6 ? 0 : optWords * 4, v6 ? v6Ext : 0, L4_TCP,
+                optWords * 4, payload, tcpFlags);
         int gso = (v6 ? VirtioNetHeader.GSO_TCPV6 : VirtioNetHeader.GSO_TCPV4) | (ecn ? VirtioNetHeader.GSO_ECN : 0);
         reference.compareWithKernel(engine, rnd, b, TestFrames.gsoHeader(b, gso, mss), false);
     }
