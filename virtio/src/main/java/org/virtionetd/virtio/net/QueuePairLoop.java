@@ -87,6 +87,15 @@ final class QueuePairLoop implements Runnable {
         thread.start();
     }
 
+    /** Bytes this loop's thread has allocated since it started (-1 if the JVM cannot tell). */
+    long allocatedBytes() {
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        if (thread == null || !(mx instanceof com.sun.management.ThreadMXBean)) {
+            return -1;
+        }
+        return ((com.sun.management.ThreadMXBean) mx).getThreadAllocatedBytes(thread.getId());
+    }
+
     /** Asks the loop to look at its queues again (enable state, active pairs changed). */
     void wakeUp() {
         wake.signal();

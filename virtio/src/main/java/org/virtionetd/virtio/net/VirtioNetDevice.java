@@ -496,6 +496,15 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return counters[pair];
     }
 
+    /**
+     * Bytes allocated by the event-loop thread of {@code pair} since it started, or -1 if it is not running: the
+     * data path should allocate nothing per packet once warm (design card), and this is how that is shown.
+     */
+    public long loopAllocatedBytes(int pair) {
+        QueuePairLoop l = loops[pair];
+        return l == null ? -1 : l.allocatedBytes();
+    }
+
     public NetBackend backend(int pair) {
         return backends[pair];
     }

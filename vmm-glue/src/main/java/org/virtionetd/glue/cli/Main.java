@@ -259,10 +259,12 @@ public final class Main implements Callable<Integer> {
                 },
                 "stats", fmt -> {
                     List<NetCounters> cs = new ArrayList<>();
+                    long[] allocated = new long[device.queuePairs()];
                     for (int p = 0; p < device.queuePairs(); p++) {
                         cs.add(device.counters(p));
+                        allocated[p] = device.loopAllocatedBytes(p);
                     }
-                    StatsReport r = new StatsReport(name, cs);
+                    StatsReport r = new StatsReport(name, cs, allocated);
                     return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
                 });
     }

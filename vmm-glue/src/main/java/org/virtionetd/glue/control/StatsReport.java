@@ -13,9 +13,18 @@ public final class StatsReport {
     private final List<Map<String, Long>> pairs = new ArrayList<>();
 
     public StatsReport(String device, List<NetCounters> counters) {
+        this(device, counters, null);
+    }
+
+    /** With {@code allocatedBytes[i]}: bytes allocated by pair i's event-loop thread (-1: not running). */
+    public StatsReport(String device, List<NetCounters> counters, long[] allocatedBytes) {
         this.device = device;
-        for (NetCounters c : counters) {
-            pairs.add(c.snapshot());
+        for (int i = 0; i < counters.size(); i++) {
+            Map<String, Long> m = new LinkedHashMap<>(counters.get(i).snapshot());
+            if (allocatedBytes != null) {
+                m.put("loop_allocated_bytes", allocatedBytes[i]);
+            }
+            pairs.add(m);
         }
     }
 
