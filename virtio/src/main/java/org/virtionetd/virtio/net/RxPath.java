@@ -58,6 +58,8 @@ final class RxPath {
     private final ByteBuffer[] discardSlices = {discard};
     private int sliceCount;
     private boolean usedSinceNotify;
+    /** We asked the driver to kick when it adds RX buffers. */
+    private boolean kickWanted;
     /** Set by {@link #gather} when the frame can never fit what the driver posts. */
     private boolean tooBig;
 
@@ -81,6 +83,12 @@ final class RxPath {
 
     /** Receives up to {@code burst} frames; publishes used entries and notifies once at the end. */
     Result process(int burst) {
+        if (kickWanted) {
+            // Buffers came (or we look again): the driver need not kick for every refill while we are busy
+            // (2.7.10); a driver that posts buffers and kicks needlessly pays a system call each time.
+            ring.setKickWanted(false);
+            kickWanted = false;
+        }
         Result result = Result.MORE;
         try {
             for (int i = 0; i < burst; i++) {
@@ -135,6 +143,7 @@ final class RxPath {
             // 2.7.10: ask for a kick, then look again: a buffer added before the driver saw the request is
             // seen here, one added after makes the driver kick.
             ring.setKickWanted(true);
+            kickWanted = true;
             if (ring.hasAvailable()) {
                 return Result.MORE;
             }
