@@ -25,6 +25,8 @@ public final class GuestMemory implements AutoCloseable {
     private final long[] chunkGuest;
     private final long[] chunkLength;
     private volatile DirtyLog dirtyLog = DirtyLog.NONE;
+    /** The chunk of the last successful lookup (a hint, see chunkOf). */
+    private int lastChunk = -1;
 
     private GuestMemory(MemoryRegion[] regions) {
         this.regions = regions;
@@ -85,6 +87,21 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Index of the chunk holding gpa, or -1. Binary search: regions are few but lookups are per descriptor. */
     private int chunkOf(long gpa) {
+        // Most lookups land in the chunk of the previous one. The hint is racy on purpose: any value a thread
+        // reads is a valid index (or -1 fails the bounds check), and it is checked before it is trusted.
+        int hint = lastChunk;
+        if (hint >= 0 && hint < chunkGuest.length && Long.compareUnsigned(gpa - chunkGuest[hint], chunkLength[hint]) < 0
+                && Long.compareUnsigned(gpa, chunkGuest[hint]) >= 0) {
+            return hint;
+        }
+        int found = search(gpa);
+        if (found >= 0) {
+            lastChunk = found;
+        }
+        return found;
+    }
+
+    private int search(long gpa) {
         int lo = 0;
         int hi = chunks.length - 1;
         while (lo <= hi) {

@@ -75,10 +75,8 @@ final class ChainReader {
             }
             for (int p = 0; p < pieces; p++) {
                 ByteBuffer chunk = memory.chunk(GuestMemory.chunkId(locations[p]));
-                int off = GuestMemory.offset(locations[p]);
-                for (int b = 0; b < lengths[p]; b++) {
-                    dst.put(copied++, chunk.get(off + b));
-                }
+                dst.put(copied, chunk, GuestMemory.offset(locations[p]), lengths[p]);
+                copied += lengths[p];
             }
         }
         return copied == length;

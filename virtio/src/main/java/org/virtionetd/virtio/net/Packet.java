@@ -56,7 +56,22 @@ public final class Packet {
         return slices.length - 1;
     }
 
-    /** Starts a new packet: header of {@code headerLength} bytes (zeroed), no frame slices. */
+    /**
+     * Starts a new packet: header of {@code headerLength} bytes, no frame slices. The header bytes are zeroed
+     * unless {@code willOverwrite} says the caller writes all of them next (the TX path copies the guest's header).
+     */
+    public void reset(int headerLength, boolean willOverwrite) {
+        this.headerLength = headerLength;
+        headerBuffer.clear(); // a backend may have consumed or narrowed it
+        if (!willOverwrite) {
+            header.clear(VirtioNetHeader.LENGTH_MRG);
+        }
+        headerBuffer.limit(headerLength).position(0);
+        count = 1;
+        frameLength = 0;
+    }
+
+    /** Starts a new packet with a zeroed header of {@code headerLength} bytes ("no offload"). */
     public void reset(int headerLength) {
         this.headerLength = headerLength;
         headerBuffer.clear(); // a backend may have consumed or narrowed it

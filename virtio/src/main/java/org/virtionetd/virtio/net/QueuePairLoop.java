@@ -27,6 +27,8 @@ final class QueuePairLoop implements Runnable {
     static final int TX_BURST = 256;
     static final int RX_BURST = 64;
     private static final int POLL_MILLIS = 1;
+    /** Rounds of work between two epoll looks while there is always more to do. */
+    private static final int BUSY_ROUNDS_PER_EPOLL = 8;
     private static final int BACKEND_ERROR_BACKOFF_MILLIS = 100;
 
     private final int pairIndex;
@@ -127,15 +129,21 @@ final class QueuePairLoop implements Runnable {
         boolean more = true;
         boolean rxWaiting = false;
         int timeout;
+        int busyRounds = 0;
         while (running) {
             boolean polled = needsPolling(rxWaiting);
             timeout = more ? 0 : (polled ? POLL_MILLIS : -1);
-            int ready;
-            try {
-                ready = epoll.await(timeout);
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + ": " + e.getMessage());
-                return;
+            int ready = 0;
+            // While work keeps coming, look at epoll only every few rounds: a kick that arrives meanwhile stays
+            // readable, and each look is a system call that would otherwise cost more than a burst of packets.
+            if (!more || ++busyRounds >= BUSY_ROUNDS_PER_EPOLL) {
+                busyRounds = 0;
+                try {
+                    ready = epoll.await(timeout);
+                } catch (IOException e) {
+                    LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + ": " + e.getMessage());
+                    return;
+                }
             }
             boolean rxKicked = false;
             for (int i = 0; i < ready; i++) {

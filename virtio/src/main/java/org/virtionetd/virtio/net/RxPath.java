@@ -58,6 +58,9 @@ final class RxPath {
     private final ByteBuffer[] discardSlices = {discard};
     private int sliceCount;
     private boolean usedSinceNotify;
+    /** Frames and bytes of the current burst, added to the shared counters once per burst. */
+    private long burstPackets;
+    private long burstBytes;
     /** We asked the driver to kick when it adds RX buffers. */
     private boolean kickWanted;
     /** Set by {@link #gather} when the frame can never fit what the driver posts. */
@@ -101,6 +104,12 @@ final class RxPath {
             counters.needsReset.increment();
             device.needsReset(queue.index(), e.getMessage());
             result = Result.BROKEN;
+        }
+        if (burstPackets != 0) {
+            counters.rxPackets.add(burstPackets);
+            counters.rxBytes.add(burstBytes);
+            burstPackets = 0;
+            burstBytes = 0;
         }
         if (usedSinceNotify) {
             usedSinceNotify = false;
@@ -372,8 +381,8 @@ final class RxPath {
             putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
         }
         usedSinceNotify = true;
-        counters.rxPackets.increment();
-        counters.rxBytes.add(n - hdrLen);
+        burstPackets++;
+        burstBytes += n - hdrLen;
         for (int i = 0; i < used; i++) {
             pendingCapacity -= pending[i].writableBytes();
         }

@@ -26,6 +26,9 @@ final class TxPath {
     private final DescriptorChain chain;
     private final ChainReader reader;
     private final Packet packet = new Packet(MAX_SLICES);
+    /** Packets and bytes of the current burst, added to the shared counters once per burst. */
+    private long burstPackets;
+    private long burstBytes;
 
     TxPath(DeviceQueue queue, NetBackend backend, NetCounters counters, DeviceContext device) {
         this.queue = queue;
@@ -57,6 +60,12 @@ final class TxPath {
             counters.needsReset.increment();
             device.needsReset(queueIndex, e.getMessage());
             done = -1;
+        }
+        if (burstPackets != 0) {
+            counters.txPackets.add(burstPackets);
+            counters.txBytes.add(burstBytes);
+            burstPackets = 0;
+            burstBytes = 0;
         }
         if (done != 0) {
             ring.publishUsed();
@@ -90,7 +99,7 @@ final class TxPath {
             ring.addUsed(head, 0);
             return;
         }
-        packet.reset(hdrLen);
+        packet.reset(hdrLen, true);
         // The header is copied so that the guest cannot change it between validation and use.
         if (!reader.copyPrefix(chain, packet.headerBuffer(), hdrLen)) {
             counters.txBadChain.increment();
@@ -123,8 +132,8 @@ final class TxPath {
         int frameLength = packet.frameLength();
         try {
             if (backend.send(packet)) {
-                counters.txPackets.increment();
-                counters.txBytes.add(frameLength);
+                burstPackets++;
+                burstBytes += frameLength;
             } else {
                 counters.txDroppedBackend.increment();
             }
