@@ -89,7 +89,9 @@ class DeviceKilledIT {
                     assertThat(second.process().awaitExit(Duration.ofSeconds(30))).as("exit after SIGTERM; %s",
                             second.logTail(20)).isEqualTo(SIGTERM_EXIT);
                     assertThat(Files.exists(second.socket())).as("socket file after SIGTERM").isFalse();
-                    assertThat(second.log()).contains("virtio-netd shutting down").doesNotContain("Exception");
+                    // Not its "shutting down" line: JUL's own shutdown hook (LogManager.Cleaner) resets the
+                    // handlers concurrently with ours, so a line logged from a shutdown hook may be lost.
+                    assertThat(second.log()).doesNotContain("Exception");
                     vm.awaitLine("VND-LOST2", STEP);
                     VirtioNetd third = startAgain(ns);
                     current[0] = third;
