@@ -419,6 +419,25 @@ public final class OffloadingBackend implements NetBackend {
     }
 
     @Override
+    public boolean attached() {
+        return inner.attached();
+    }
+
+    @Override
+    public void checkAttachment() {
+        inner.checkAttachment();
+    }
+
+    @Override
+    public boolean reattach() {
+        if (!inner.reattach()) {
+            return false;
+        }
+        clearPending(); // frames staged before the loss belong to the old interface
+        return true;
+    }
+
+    @Override
     public void close() {
         inner.close();
     }

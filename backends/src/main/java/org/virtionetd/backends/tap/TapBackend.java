@@ -30,6 +30,11 @@ public final class TapBackend implements NetBackend {
     private final StagedFrame.Source source;
     private int headerLength = VirtioNetHeader.LENGTH_MRG;
     private volatile int programmed;
+    /** The TUN_F_* flags last asked for (configure, setGuestOffloads): what a re-attach programs again. */
+    private int wanted;
+    /** The tap was deleted under us (see {@link TapDevice#interfaceGone()}); set and cleared on the loop thread. */
+    private volatile boolean gone;
+    private String lastReattachFailure;
     private long refusedWrites;
     private long blockedWrites;
     private boolean loggedRefusal;
@@ -131,7 +136,8 @@ public final class TapBackend implements NetBackend {
         headerLength = vnetHeaderLength;
         if (vnetHeader) {
             device.setVnetHeaderSize(vnetHeaderLength);
-            programmed = device.setOffload(TunOffloads.fromGuestFeatures(negotiatedFeatures & capabilities));
+            wanted = TunOffloads.fromGuestFeatures(negotiatedFeatures & capabilities);
+            programmed = device.setOffload(wanted);
         }
         LOG.log(System.Logger.Level.DEBUG, () -> name() + ": vnet header " + (vnetHeader ? headerLength : "off")
                 + ", offloads " + TunOffloads.names(programmed));
@@ -140,8 +146,8 @@ public final class TapBackend implements NetBackend {
     @Override
     public void setGuestOffloads(long guestOffloads) throws IOException {
         if (vnetHeader) {
-            programmed = device.setOffload(
-                    TunOffloads.fromGuestFeatures(guestOffloads & VirtioNetFeature.GUEST_OFFLOADS & capabilities));
+            wanted = TunOffloads.fromGuestFeatures(guestOffloads & VirtioNetFeature.GUEST_OFFLOADS & capabilities);
+            programmed = device.setOffload(wanted);
         }
     }
 
@@ -156,6 +162,9 @@ public final class TapBackend implements NetBackend {
      */
     @Override
     public boolean send(Packet packet) throws IOException {
+        if (gone) {
+            return false; // counted as a backend drop by the device until the tap is back
+        }
         int first = vnetHeader ? 0 : 1;
         int count = packet.count() - first;
         if (count <= 0) {
@@ -174,6 +183,9 @@ public final class TapBackend implements NetBackend {
             blockedWrites++;
         } else {
             refusedWrites++;
+            if (checkGone("write")) {
+                return false;
+            }
             if (!loggedRefusal) {
                 loggedRefusal = true;
                 IOException why = device.lastWriteError();
@@ -186,12 +198,100 @@ public final class TapBackend implements NetBackend {
 
     @Override
     public int peekLength() throws IOException {
-        return staged.peek(source, vnetHeader, headerLength);
+        if (gone) {
+            return 0;
+        }
+        try {
+            return staged.peek(source, vnetHeader, headerLength);
+        } catch (IOException e) {
+            if (checkGone("read")) {
+                return 0;
+            }
+            throw e;
+        }
     }
 
     @Override
     public int receive(ByteBuffer[] slices, int count) throws IOException {
-        return staged.scatter(source, vnetHeader, headerLength, slices, count);
+        if (gone) {
+            return 0;
+        }
+        try {
+            return staged.scatter(source, vnetHeader, headerLength, slices, count);
+        } catch (IOException e) {
+            if (checkGone("read")) {
+                return 0;
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * After a failed read or write: is the interface gone (deleted)? Then say so once, in one line naming the tap,
+     * and stop touching the fd until {@link #reattach()} brings it back.
+     */
+    private boolean checkGone(String what) {
+        if (!device.interfaceGone()) {
+            return false;
+        }
+        gone = true;
+        staged.discard();
+        lastReattachFailure = null;
+        LOG.log(System.Logger.Level.WARNING, "tap " + device.name() + " is gone (" + what + ": EBADFD, the "
+                + "interface was deleted); link down, frames to it are dropped and counted; re-attaching to a tap "
+                + "named " + device.name() + " once one exists");
+        return true;
+    }
+
+    @Override
+    public boolean attached() {
+        return !gone;
+    }
+
+    /** The fd polled as an error: a detached tun fd polls EPOLLERR (tun_chr_poll with no interface). */
+    @Override
+    public void checkAttachment() {
+        if (!gone) {
+            checkGone("poll");
+        }
+    }
+
+    /**
+     * Re-attaches to a tap of the same name once one exists again, with the vnet header length and offloads this
+     * backend had (a new interface starts with the kernel's defaults). A failure (the new tap belongs to another
+     * user, is single-queue while we are multi-queue, ...) is logged once per reason; the loop tries again later.
+     */
+    @Override
+    public boolean reattach() {
+        if (!gone) {
+            return true;
+        }
+        if (!device.interfaceExists()) {
+            return false;
+        }
+        try {
+            if (device.interfaceGone()) { // not after an attempt that attached but failed to set the header
+                device.reattach();
+            }
+            if (vnetHeader) {
+                device.setVnetHeaderSize(headerLength);
+                programmed = device.setOffload(wanted);
+            }
+        } catch (IOException | RuntimeException e) {
+            String why = String.valueOf(e.getMessage());
+            if (!why.equals(lastReattachFailure)) {
+                lastReattachFailure = why;
+                LOG.log(System.Logger.Level.WARNING, "tap " + device.name() + " exists again but re-attaching "
+                        + "failed: " + why + "; trying again later");
+            }
+            return false;
+        }
+        staged.discard();
+        gone = false;
+        LOG.log(System.Logger.Level.INFO, "tap " + device.name() + " is back: re-attached" + (vnetHeader
+                ? " with a " + headerLength + "-byte vnet header, offloads " + TunOffloads.names(programmed) : "")
+                + "; link up");
+        return true;
     }
 
     @Override

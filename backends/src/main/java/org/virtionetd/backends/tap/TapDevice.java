@@ -1,6 +1,7 @@
 package org.virtionetd.backends.tap;
 
 import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
 import org.virtionetd.backends.tap.uapi.IfTun;
 import org.virtionetd.virtio.os.LinuxNative;
 
@@ -189,6 +190,39 @@ public final class TapDevice implements AutoCloseable {
         ifr.clear();
         LinuxNative.ioctl(fd, IfTun.TUNGETIFF, ifr, "TUNGETIFF " + name);
         return ifr.getShort(IfTun.IFR_FLAGS_OFFSET) & 0xffff;
+    }
+
+    /**
+     * False when the interface this fd was attached to is gone: deleting a tap ({@code ip link del}) detaches its
+     * queues and every call on the fd but TUNSETIFF fails with EBADFD (tun.c: tfile->tun is NULL). One ioctl;
+     * called only after a read or write failed.
+     */
+    public boolean interfaceGone() {
+        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
+        ifr.clear();
+        return LinuxNative.ioctlOrErrno(fd, IfTun.TUNGETIFF, Pointer.nativeValue(ifr)) == -LinuxNative.EBADFD;
+    }
+
+    /** Whether an interface of this tap's name exists in our network namespace now (/sys/class/net/NAME). */
+    public boolean interfaceExists() {
+        return Files.exists(Path.of("/sys/class/net", name, "tun_flags"));
+    }
+
+    /**
+     * Attaches this same fd again, with the same flags, to the interface of the same name after the one it was
+     * on was deleted: TUNSETIFF is the one call a detached tun fd still takes (tun_attach clears the receive
+     * shutdown the deletion set). The fd, hence the caller's epoll registration and channel, stays. A tap of
+     * that name must exist ({@link #interfaceExists()}): if none does, TUNSETIFF would create one, which is not
+     * ours to do. The interface's vnet header size and offloads are the new interface's defaults afterwards.
+     */
+    public void reattach() throws IOException {
+        byte[] nameBytes = checkName(name);
+        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
+        ifr.clear();
+        ifr.write(0, nameBytes, 0, nameBytes.length);
+        ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) flags);
+        LinuxNative.ioctl(fd, IfTun.TUNSETIFF, ifr, "TUNSETIFF " + name + " flags=0x" + Integer.toHexString(flags)
+                + " (re-attach)");
     }
 
     /** TUNSETVNETHDRSZ: the length of the header in front of every frame, both ways. */

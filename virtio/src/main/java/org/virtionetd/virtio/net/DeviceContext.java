@@ -21,4 +21,8 @@ interface DeviceContext {
     void needsReset(int queueIndex, String reason);
 
     LogOnce logOnce();
+
+    /** A backend lost its host side or got it back ({@link NetBackend#attached()}): the link follows. */
+    default void backendAttachmentChanged() {
+    }
 }

@@ -55,6 +55,29 @@ public interface NetBackend extends AutoCloseable {
     /** A file descriptor that becomes readable when a frame may be waiting, or -1 (then the device polls). */
     int receiveReadyFd();
 
+    /**
+     * False while the backend has lost its host side (a tap deleted under the device): nothing can move either
+     * way, the device reports its link down and its loop calls {@link #reattach()} now and then. Any thread.
+     */
+    default boolean attached() {
+        return true;
+    }
+
+    /**
+     * The readiness fd reported an error (EPOLLERR/EPOLLHUP): find out whether the host side is gone, so that
+     * {@link #attached()} tells. Called on the loop thread; also while the device is not reading.
+     */
+    default void checkAttachment() {
+    }
+
+    /**
+     * Called by the queue pair's loop, with a bounded backoff, while {@link #attached()} is false: tries to get
+     * the host side back with the header length and offloads it had. True once it is back; never throws.
+     */
+    default boolean reattach() {
+        return true;
+    }
+
     /** What the backend programmed into the host side (e.g. "TUN_F_CSUM"), for the feature table. */
     default List<String> programmedOffloads() {
         return List.of();

@@ -14,6 +14,12 @@ import java.io.IOException;
  * (re-enabling kicks and re-checking before sleeping, 2.7.10), RX until the backend is empty or the driver has no
  * buffers (then the backend fd is left out of epoll until the driver kicks the RX queue).
  *
+ * <p>A backend that loses its host side (a tap deleted under us, {@link NetBackend#attached()} false) is taken out
+ * of epoll altogether (a detached tun fd polls as EPOLLERR, which epoll reports even with no events asked for:
+ * leaving it in would spin), the device's link goes down, and {@link NetBackend#reattach()} is tried after 100 ms,
+ * then at doubling intervals up to 2 s, until it is back. TX keeps draining the ring meanwhile (the backend drops
+ * and the device counts), so the driver never stalls on a full TX ring.
+ *
  * <p>Queues without a kick fd (vhost-user "no fd" bit) and backends without a readiness fd are polled every
  * millisecond. The thread is never interrupted: {@link #stop()} signals the wake-up fd.
  */
@@ -30,6 +36,8 @@ final class QueuePairLoop implements Runnable {
     /** Rounds of work between two epoll looks while there is always more to do. */
     private static final int BUSY_ROUNDS_PER_EPOLL = 8;
     private static final int BACKEND_ERROR_BACKOFF_MILLIS = 100;
+    static final int REATTACH_FIRST_MILLIS = 100;
+    static final int REATTACH_MAX_MILLIS = 2000;
 
     private final int pairIndex;
     private final DeviceQueue rxQueue;
@@ -40,15 +48,22 @@ final class QueuePairLoop implements Runnable {
     private final ControlQueue ctrl;
     private final NetBackend backend;
     private final NetCounters counters;
+    private final DeviceContext device;
     private final EventFd wake;
     private final Epoll epoll;
     private volatile boolean running = true;
     private Thread thread;
     private boolean backendArmed;
+    /** The backend fd is in the epoll set (armed or not: EPOLLERR is reported even with no events asked for). */
+    private boolean backendRegistered;
     /** A queue whose ring broke (NEEDS_RESET) is left alone until the driver resets the device. */
     private boolean txBroken;
     private boolean ctrlBroken;
     private int backendFd = -1;
+    /** The backend lost its host side: its fd is out of epoll and reattach is tried at {@link #reattachAt}. */
+    private boolean backendLost;
+    private long reattachAt;
+    private int reattachDelayMillis;
 
     QueuePairLoop(int pairIndex, DeviceQueue rxQueue, DeviceQueue txQueue, DeviceQueue ctrlQueue,
                   NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands)
@@ -59,6 +74,7 @@ final class QueuePairLoop implements Runnable {
         this.ctrlQueue = ctrlQueue;
         this.backend = backend;
         this.counters = counters;
+        this.device = device;
         this.rx = rxQueue != null ? new RxPath(rxQueue, pairIndex, backend, counters, device) : null;
         this.tx = txQueue != null ? new TxPath(txQueue, backend, counters, device) : null;
         this.ctrl = ctrlQueue != null ? new ControlQueue(ctrlQueue, counters, device, commands) : null;
@@ -70,10 +86,15 @@ final class QueuePairLoop implements Runnable {
         addKick(ctrlQueue, TAG_CTRL_KICK);
         if (rx != null) {
             backendFd = backend.receiveReadyFd();
-            if (backendFd >= 0) {
+            if (!backend.attached()) {
+                lose(); // lost while no loop ran (the driver restarted its queues meanwhile)
+            } else if (backendFd >= 0) {
                 epoll.add(backendFd, LinuxNative.EPOLLIN, TAG_BACKEND);
                 backendArmed = true;
+                backendRegistered = true;
             }
+        } else if (!backend.attached()) {
+            lose();
         }
     }
 
@@ -133,6 +154,10 @@ final class QueuePairLoop implements Runnable {
         while (running) {
             boolean polled = needsPolling(rxWaiting);
             timeout = more ? 0 : (polled ? POLL_MILLIS : -1);
+            if (backendLost) {
+                int untilAttempt = (int) Math.max(0, (reattachAt - System.nanoTime()) / 1_000_000L);
+                timeout = timeout < 0 ? untilAttempt : Math.min(timeout, untilAttempt);
+            }
             int ready = 0;
             // While work keeps coming, look at epoll only every few rounds: a kick that arrives meanwhile stays
             // readable, and each look is a system call that would otherwise cost more than a burst of packets.
@@ -146,6 +171,7 @@ final class QueuePairLoop implements Runnable {
                 }
             }
             boolean rxKicked = false;
+            boolean backendError = false;
             for (int i = 0; i < ready; i++) {
                 long tag = epoll.readyTag(i);
                 if (tag == TAG_WAKE) {
@@ -161,10 +187,20 @@ final class QueuePairLoop implements Runnable {
                 } else if (tag == TAG_CTRL_KICK) {
                     ctrlQueue.kick().drain();
                     counters.kicks.increment();
+                } else if (tag == TAG_BACKEND
+                        && (epoll.readyEvents(i) & (LinuxNative.EPOLLERR | LinuxNative.EPOLLHUP)) != 0) {
+                    backendError = true;
                 }
+            }
+            if (backendError && !backendLost) {
+                // Also while RX waits for buffers (the fd disarmed, nothing read): a deleted tap shows up here.
+                backend.checkAttachment();
             }
             if (!running) {
                 break;
+            }
+            if (backendLost && System.nanoTime() - reattachAt >= 0 && tryReattach()) {
+                rxWaiting = false;
             }
             more = false;
             try {
@@ -178,7 +214,7 @@ final class QueuePairLoop implements Runnable {
                     ctrl.ring().setKickWanted(true);
                     more |= !ctrlBroken && ctrl.ring().hasAvailable();
                 }
-                if (rx != null) {
+                if (rx != null && !backendLost) {
                     if (rxWaiting && (rxKicked || polled)) {
                         rxWaiting = false;
                     }
@@ -208,11 +244,50 @@ final class QueuePairLoop implements Runnable {
                         }
                     }
                 }
+                if (!backendLost && !backend.attached()) {
+                    lose();
+                }
             } catch (IOException | RuntimeException e) {
                 // A bug or an unexpected backend failure must not kill the NIC: log it and keep serving.
                 LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + " loop error, continuing", e);
             }
         }
+    }
+
+    /** The backend lost its host side: out of epoll, link down, first re-attach soon. */
+    private void lose() {
+        backendLost = true;
+        if (backendRegistered) {
+            epoll.remove(backendFd);
+            backendRegistered = false;
+        }
+        backendArmed = false;
+        reattachDelayMillis = REATTACH_FIRST_MILLIS;
+        reattachAt = System.nanoTime() + reattachDelayMillis * 1_000_000L;
+        device.backendAttachmentChanged();
+    }
+
+    /** One re-attach attempt; on failure the next one is twice as far, at most {@link #REATTACH_MAX_MILLIS}. */
+    private boolean tryReattach() {
+        if (!backend.reattach()) {
+            reattachDelayMillis = Math.min(reattachDelayMillis * 2, REATTACH_MAX_MILLIS);
+            reattachAt = System.nanoTime() + reattachDelayMillis * 1_000_000L;
+            return false;
+        }
+        backendLost = false;
+        if (rx != null && backendFd >= 0) {
+            try {
+                epoll.add(backendFd, LinuxNative.EPOLLIN, TAG_BACKEND);
+                backendArmed = true;
+                backendRegistered = true;
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + ": cannot watch the backend again: "
+                        + e.getMessage() + "; polling it");
+                backendFd = -1;
+            }
+        }
+        device.backendAttachmentChanged();
+        return true;
     }
 
     private boolean needsPolling(boolean rxWaiting) {
@@ -238,7 +313,7 @@ final class QueuePairLoop implements Runnable {
     }
 
     private void armBackend(boolean armed) throws IOException {
-        if (backendFd < 0 || armed == backendArmed) {
+        if (backendFd < 0 || backendLost || armed == backendArmed) {
             return;
         }
         epoll.modify(backendFd, armed ? LinuxNative.EPOLLIN : 0, TAG_BACKEND);

@@ -562,6 +562,24 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return logOnce;
     }
 
+    /**
+     * The link is up while every pair's backend has its host side (5.1.4: VIRTIO_NET_S_LINK_UP in status). The
+     * guest sees it where this device's config space is the guest's: under vhost-user the front-end keeps its own
+     * status field and does not read ours (docs/faults.md).
+     */
+    @Override
+    public void backendAttachmentChanged() {
+        boolean all = true;
+        for (NetBackend b : backends) {
+            all &= b.attached();
+        }
+        if (all != linkUp) {
+            LOG.log(System.Logger.Level.INFO, "virtio-net: link " + (all ? "up" : "down") + " (backend "
+                    + backends[0].name() + (all ? " attached again)" : " lost its host side)"));
+        }
+        setLinkUp(all);
+    }
+
     // ---- ControlCommands (from the control queue, on pair 0's thread) -----------------------------------------
 
     @Override

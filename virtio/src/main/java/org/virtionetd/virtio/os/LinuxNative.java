@@ -41,6 +41,8 @@ public final class LinuxNative {
     public static final int EINTR = 4;
     public static final int ECONNREFUSED = 111;
     public static final int ENOENT = 2;
+    /** File descriptor in bad state: e.g. a tun fd whose interface was deleted (tun.c, tfile->tun == NULL). */
+    public static final int EBADFD = 77;
     public static final int AF_UNIX = 1;
     public static final int SOCK_STREAM = 1;
     public static final int SOCK_NONBLOCK = 0x800;
@@ -170,6 +172,7 @@ public final class LinuxNative {
             case 19: return "ENODEV";
             case 22: return "EINVAL";
             case 25: return "ENOTTY";
+            case 77: return "EBADFD";
             case 90: return "EMSGSIZE";
             case 95: return "EOPNOTSUPP";
             case 98: return "EADDRINUSE";

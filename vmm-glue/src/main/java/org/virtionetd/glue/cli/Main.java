@@ -254,7 +254,7 @@ public final class Main implements Callable<Integer> {
                 "features", fmt -> {
                     FeatureReport r = new FeatureReport(name, device.offeredFeatures(), device.ackedFeatures(),
                             device.negotiatedFeatures(), device.backendOffloads(),
-                            DeviceStatus.describe(device.status()));
+                            DeviceStatus.describe(device.status()), device.linkUp());
                     return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
                 },
                 "stats", fmt -> {

@@ -79,8 +79,8 @@ class FrontEndReconnectIT {
                 LOG.log(System.Logger.Level.INFO, "virtio-netd exited {0} after SIGTERM", exit);
                 assertThat(exit).as("virtio-netd exit code after SIGTERM; %s", device.logTail(30))
                         .isEqualTo(SIGTERM_EXIT);
-                assertThat(device.log()).as("virtio-netd log").contains("virtio-netd shutting down")
-                        .doesNotContain("Exception");
+                // Not the "shutting down" line itself: JUL's own shutdown hook may close the log handler first.
+                assertThat(device.log()).as("virtio-netd log").doesNotContain("Exception");
                 assertThat(Files.exists(device.socket())).as("vhost-user socket %s left behind", device.socket())
                         .isFalse();
                 assertThat(Files.exists(device.control())).as("control socket %s left behind", device.control())
