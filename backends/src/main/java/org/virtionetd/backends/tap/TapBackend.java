@@ -30,6 +30,7 @@ public final class TapBackend implements NetBackend {
     private final StagedFrame.Source source;
     private int headerLength = VirtioNetHeader.LENGTH_MRG;
     private volatile int programmed;
+    private boolean attached = true;
     private long refusedWrites;
     private long blockedWrites;
     private boolean loggedRefusal;
@@ -143,6 +144,23 @@ public final class TapBackend implements NetBackend {
             programmed = device.setOffload(
                     TunOffloads.fromGuestFeatures(guestOffloads & VirtioNetFeature.GUEST_OFFLOADS & capabilities));
         }
+    }
+
+    /**
+     * A queue of a multi-queue tap whose pair the driver does not use is detached (TUNSETQUEUE), as QEMU's own tap
+     * backend does: the kernel would otherwise keep steering flows into a queue nobody reads, and they would stall.
+     */
+    @Override
+    public synchronized void setEnabled(boolean enabled) throws IOException {
+        if (enabled != attached) {
+            device.setQueueAttached(enabled);
+            attached = enabled;
+        }
+    }
+
+    /** False while this queue is detached from a multi-queue tap. */
+    public synchronized boolean attached() {
+        return attached;
     }
 
     @Override
