@@ -3,6 +3,7 @@
 #
 #   append=$(guest_append 10.77.0.2/24 'ping -c 3 10.77.0.1' [MTU] [ETHTOOL=1])
 #   guest_start --log LOG --append "$append" --vhost-user SOCK [--reconnect] [--device-props 'mrg_rxbuf=off']
+#               [--queues N] [--smp N] [--mem MIB]
 #   guest_start --log LOG --append "$append" --tap vnd0 --netns NS
 #   guest_wait 'VND-READY' 120 || die ...
 #   guest_stop
@@ -31,7 +32,7 @@ guest_append() {
 # guest_start: starts QEMU in the background; sets GUEST_PID and GUEST_LOG (the serial log).
 # QEMU's own stderr goes to LOG.qemu.
 guest_start() {
-    local log= append= sock= reconnect= tap= netns= props= mac=$GUEST_MAC_DEFAULT queues=1 mem=512
+    local log= append= sock= reconnect= tap= netns= props= mac=$GUEST_MAC_DEFAULT queues=1 mem=512 smp=1
     while [ $# -gt 0 ]; do
         case "$1" in
             --log) log=$2; shift 2 ;;
@@ -44,6 +45,7 @@ guest_start() {
             --mac) mac=$2; shift 2 ;;
             --queues) queues=$2; shift 2 ;;
             --mem) mem=$2; shift 2 ;;
+            --smp) smp=$2; shift 2 ;;
             *) die "guest_start: unknown option '$1'" ;;
         esac
     done
@@ -70,7 +72,7 @@ guest_start() {
     local prefix=()
     [ -n "$netns" ] && prefix=(ip netns exec "$netns")
     : > "$log"
-    "${prefix[@]}" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 1 -nographic -no-reboot \
+    "${prefix[@]}" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp "$smp" -nographic -no-reboot \
         -monitor none -serial "file:$log" \
         -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem \
         "${net[@]}" -device "$dev" \

@@ -414,6 +414,11 @@ public final class OffloadingBackend implements NetBackend {
     }
 
     @Override
+    public void setEnabled(boolean enabled) throws IOException {
+        inner.setEnabled(enabled);
+    }
+
+    @Override
     public List<String> programmedOffloads() {
         return inner.programmedOffloads();
     }

@@ -35,6 +35,8 @@ public final class TapBackend implements NetBackend {
     /** The tap was deleted under us (see {@link TapDevice#interfaceGone()}); set and cleared on the loop thread. */
     private volatile boolean gone;
     private String lastReattachFailure;
+    /** Whether this queue is attached to the tap's flow steering (TUNSETQUEUE, multi-queue only). */
+    private boolean queueAttached = true;
     private long refusedWrites;
     private long blockedWrites;
     private boolean loggedRefusal;
@@ -149,6 +151,23 @@ public final class TapBackend implements NetBackend {
             wanted = TunOffloads.fromGuestFeatures(guestOffloads & VirtioNetFeature.GUEST_OFFLOADS & capabilities);
             programmed = device.setOffload(wanted);
         }
+    }
+
+    /**
+     * A queue of a multi-queue tap whose pair the driver does not use is detached (TUNSETQUEUE), as QEMU's own tap
+     * backend does: the kernel would otherwise keep steering flows into a queue nobody reads, and they would stall.
+     */
+    @Override
+    public synchronized void setEnabled(boolean enabled) throws IOException {
+        if (enabled != queueAttached) {
+            device.setQueueAttached(enabled);
+            queueAttached = enabled;
+        }
+    }
+
+    /** False while this queue is detached from a multi-queue tap's flow steering. */
+    public synchronized boolean queueAttached() {
+        return queueAttached;
     }
 
     @Override

@@ -239,6 +239,21 @@ public final class TapDevice implements AutoCloseable {
         return m.getInt(0);
     }
 
+    /**
+     * TUNSETQUEUE: attaches this queue of a multi-queue tap (the kernel may steer frames to it) or detaches it (the
+     * kernel steers every flow to the other queues; the fd stays open and can be attached again). A single-queue
+     * tap has nothing to steer: a no-op there.
+     */
+    public void setQueueAttached(boolean attached) throws IOException {
+        if ((flags & IfTun.IFF_MULTI_QUEUE) == 0) {
+            return;
+        }
+        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
+        ifr.clear();
+        ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) (attached ? IfTun.IFF_ATTACH_QUEUE : IfTun.IFF_DETACH_QUEUE));
+        LinuxNative.ioctl(fd, IfTun.TUNSETQUEUE, ifr, "TUNSETQUEUE " + name + (attached ? " attach" : " detach"));
+    }
+
     /** One TUNSETOFFLOAD: 0, or -errno if the kernel refused these flags. */
     public int trySetOffload(int tunFlags) {
         return LinuxNative.ioctlOrErrno(fd, IfTun.TUNSETOFFLOAD, tunFlags & 0xffffffffL);

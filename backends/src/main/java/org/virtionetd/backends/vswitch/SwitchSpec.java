@@ -1,5 +1,6 @@
 package org.virtionetd.backends.vswitch;
 
+import org.virtionetd.backends.tap.BackendSpec;
 import org.virtionetd.virtio.net.NetBackend;
 
 import java.io.IOException;
@@ -8,9 +9,13 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A switch port named on the command line: {@code switch:NAME[,port=PORT][,vlans=LIST][,no-offload]}, or bhyve's
+ * A switch port named on the command line:
+ * {@code switch:NAME[,port=PORT][,vlans=LIST][,no-offload][,uplink=tap:TAP[,uplink-no-offload]]}, or bhyve's
  * VALE spelling {@code valeNAME:PORT} (bhyve(8) "-s 2,virtio-net,vale0:1"), which is the switch "valeNAME".
  * The port name defaults to the first free "pN". {@code no-offload} offers the device no offloads.
+ * {@code uplink=tap:TAP} attaches the tap TAP (created if missing) to the switch as one more port
+ * ({@link TapUplink}); {@code uplink-no-offload} opens it without a vnet header (offloads done in software).
+ * Several devices of one process may name the same uplink; naming another one for the same switch is an error.
  */
 public final class SwitchSpec implements org.virtionetd.backends.BackendFactory {
     private static final Pattern VALE = Pattern.compile("(vale[A-Za-z0-9_.-]*):([A-Za-z0-9_.-]{1,32})");
@@ -21,13 +26,16 @@ public final class SwitchSpec implements org.virtionetd.backends.BackendFactory 
     private final String portName;
     private final VlanSet vlans;
     private final boolean offload;
+    private final BackendSpec uplink;
 
-    private SwitchSpec(String text, String switchName, String portName, VlanSet vlans, boolean offload) {
+    private SwitchSpec(String text, String switchName, String portName, VlanSet vlans, boolean offload,
+                       BackendSpec uplink) {
         this.text = text;
         this.switchName = switchName;
         this.portName = portName;
         this.vlans = vlans;
         this.offload = offload;
+        this.uplink = uplink;
     }
 
     /** True if {@code text} names a switch port (and not, say, a tap). */
@@ -58,10 +66,16 @@ public final class SwitchSpec implements org.virtionetd.backends.BackendFactory 
         }
         VlanSet vlans = VlanSet.ALL;
         boolean offload = true;
+        String uplinkTap = null;
+        boolean uplinkOffload = true;
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
             if (p.equals("no-offload")) {
                 offload = false;
+            } else if (p.startsWith("uplink=")) {
+                uplinkTap = p.substring(7);
+            } else if (p.equals("uplink-no-offload")) {
+                uplinkOffload = false;
             } else if (p.startsWith("port=")) {
                 port = p.substring(5);
                 if (!PORT.matcher(port).matches()) {
@@ -76,10 +90,21 @@ public final class SwitchSpec implements org.virtionetd.backends.BackendFactory 
                 }
             } else {
                 throw new IllegalArgumentException("backend '" + text + "': unknown option '" + p
-                        + "'; options are port=NAME, vlans=LIST, no-offload");
+                        + "'; options are port=NAME, vlans=LIST, no-offload, uplink=tap:NAME, uplink-no-offload");
             }
         }
-        return new SwitchSpec(text, sw, port, vlans, offload);
+        BackendSpec uplink = null;
+        if (uplinkTap != null) {
+            try {
+                uplink = BackendSpec.parse(uplinkTap);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("backend '" + text + "': uplink: " + e.getMessage());
+            }
+            uplink = uplinkOffload ? uplink : uplink.withoutOffload();
+        } else if (!uplinkOffload) {
+            throw new IllegalArgumentException("backend '" + text + "': uplink-no-offload without uplink=tap:NAME");
+        }
+        return new SwitchSpec(text, sw, port, vlans, offload, uplink);
     }
 
     public String switchName() {
@@ -99,10 +124,15 @@ public final class SwitchSpec implements org.virtionetd.backends.BackendFactory 
         return offload;
     }
 
+    /** The uplink tap asked for, or null. */
+    public BackendSpec uplink() {
+        return uplink;
+    }
+
     /** The same port with no offloads offered (the command line's {@code --no-offload}). */
     @Override
     public SwitchSpec withoutOffload() {
-        return new SwitchSpec(text, switchName, portName, vlans, false);
+        return new SwitchSpec(text, switchName, portName, vlans, false, uplink);
     }
 
     /** Attaches one port to the named switch (created if needed). A switch port has one queue pair. */
@@ -114,13 +144,23 @@ public final class SwitchSpec implements org.virtionetd.backends.BackendFactory 
         }
         VirtualSwitch sw = VirtualSwitch.named(switchName);
         synchronized (sw) {
-            return List.of(sw.attach(portName != null ? portName : sw.freePortName(), vlans, offload));
+            SwitchPort p = sw.attach(portName != null ? portName : sw.freePortName(), vlans, offload);
+            if (uplink != null) {
+                try {
+                    sw.uplink(uplink);
+                } catch (IOException | RuntimeException e) {
+                    p.close();
+                    throw e;
+                }
+            }
+            return List.of(p);
         }
     }
 
     @Override
     public String toString() {
         return "switch:" + switchName + (portName != null ? ",port=" + portName : "")
-                + (vlans != VlanSet.ALL ? ",vlans=" + vlans : "") + (offload ? "" : ",no-offload");
+                + (vlans != VlanSet.ALL ? ",vlans=" + vlans : "") + (offload ? "" : ",no-offload")
+                + (uplink == null ? "" : ",uplink=tap:" + uplink.tapName() + (uplink.offload() ? "" : ",uplink-no-offload"));
     }
 }

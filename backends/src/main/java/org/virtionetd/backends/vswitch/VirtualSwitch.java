@@ -36,6 +36,7 @@ public final class VirtualSwitch {
     private final ForwardingTable table;
     private final SwitchPort[] slots = new SwitchPort[MAX_PORTS];
     private volatile SwitchPort[] ports = new SwitchPort[0];
+    private TapUplink uplink;
 
     VirtualSwitch(String name, long agingNanos) {
         this.name = name;
@@ -109,6 +110,33 @@ public final class VirtualSwitch {
             publish();
             table.forgetPort(port.index());
         }
+        // The uplink serves the devices: when the last one has left, it goes too (and its tap is closed).
+        TapUplink u = uplink;
+        if (u != null && port != u.port() && ports.length == 1 && ports[0] == u.port()) {
+            uplink = null;
+            u.close();
+        }
+    }
+
+    /**
+     * Attaches the tap of {@code tap} as this switch's uplink (port {@value TapUplink#PORT_NAME}), or returns the
+     * uplink already attached if it is the same tap opened the same way; a switch has at most one uplink.
+     */
+    public synchronized TapUplink uplink(org.virtionetd.backends.tap.BackendSpec tap) throws IOException {
+        if (uplink != null) {
+            if (uplink.spec().tapName().equals(tap.tapName()) && uplink.spec().offload() == tap.offload()) {
+                return uplink;
+            }
+            throw new IllegalArgumentException("switch " + name + " already has the uplink " + uplink.spec()
+                    + "; it cannot also have " + tap);
+        }
+        uplink = TapUplink.start(this, tap);
+        return uplink;
+    }
+
+    /** The uplink, or null. */
+    public synchronized TapUplink uplink() {
+        return uplink;
     }
 
     private void publish() {

@@ -78,6 +78,14 @@ public interface NetBackend extends AutoCloseable {
         return true;
     }
 
+    /**
+     * Whether the driver uses this queue pair (its receive queue enabled, 2.6 / vhost-user SET_VRING_ENABLE, and
+     * within the pairs of MQ_VQ_PAIRS_SET, 5.1.6.5.5). A backend that spreads flows over queues (a multi-queue tap)
+     * stops giving this one frames while it is disabled; others ignore it. Called from the transport's thread.
+     */
+    default void setEnabled(boolean enabled) throws IOException {
+    }
+
     /** What the backend programmed into the host side (e.g. "TUN_F_CSUM"), for the feature table. */
     default List<String> programmedOffloads() {
         return List.of();

@@ -188,6 +188,23 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         // 5.1.6.5.5: with MQ the driver starts on one pair and widens with VQ_PAIRS_SET. Without a control
         // queue (vhost-user keeps it in the front-end) the front-end enables rings itself: all pairs may be used.
         activePairs = VirtioNetFeature.has(features, VirtioNetFeature.CTRL_VQ) ? 1 : pairs;
+        for (int p = 0; p < pairs; p++) {
+            syncBackendEnabled(p);
+        }
+    }
+
+    /**
+     * Tells a pair's backend whether the driver uses the pair: its receive queue enabled and the pair within the
+     * active ones (5.1.6.5.5). A multi-queue tap then stops steering flows into a queue nobody reads.
+     */
+    private void syncBackendEnabled(int pair) {
+        boolean on = queues[2 * pair].enabled() && pair < activePairs;
+        try {
+            backends[pair].setEnabled(on);
+        } catch (IOException | RuntimeException e) {
+            logOnce.warn("backend-enable-" + pair, "backend " + backends[pair].name() + " of pair " + pair
+                    + " cannot be " + (on ? "enabled" : "disabled") + ": " + e.getMessage());
+        }
     }
 
     @Override
@@ -271,6 +288,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             return;
         }
         queues[index].setEnabled(enabled);
+        if (index < 2 * pairs && index % 2 == 0) {
+            syncBackendEnabled(index / 2);
+        }
         QueuePairLoop l = loops[pairOf(index)];
         if (l != null) {
             l.wakeUp();
@@ -625,6 +645,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             return false;
         }
         activePairs = n;
+        for (int p = 0; p < pairs; p++) {
+            syncBackendEnabled(p);
+        }
         for (QueuePairLoop l : loops) {
             if (l != null) {
                 l.wakeUp();

@@ -52,6 +52,29 @@ class MultiQueueTest {
         }
     }
 
+    @Test
+    void aPairTheDriverDoesNotUseIsDisabledInItsBackend() throws Exception {
+        try (NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, new VirtioNetDriver.Options())) {
+            f.driver.start();
+            // 5.1.6.5.5: the driver starts on pair 0 only; pair 1's backend (a multi-queue tap queue) must not be
+            // handed flows nobody reads.
+            assertThat(f.backends.get(0).enabled()).isTrue();
+            assertThat(f.backends.get(1).enabled()).as("pair 1 before MQ_VQ_PAIRS_SET").isFalse();
+            assertThat(f.driver.mqVqPairsSet(2)).isEqualTo(VirtioNetCtrl.OK);
+            assertThat(f.backends.get(1).enabled()).as("pair 1 after MQ_VQ_PAIRS_SET 2").isTrue();
+            // A transport disabling pair 1's receive queue (vhost-user SET_VRING_ENABLE 0) disables its backend.
+            f.device.setQueueEnabled(2, false);
+            assertThat(f.backends.get(1).enabled()).as("pair 1 with receiveq2 disabled").isFalse();
+            f.device.setQueueEnabled(3, true);
+            assertThat(f.backends.get(1).enabled()).as("a transmit queue does not decide").isFalse();
+            f.device.setQueueEnabled(2, true);
+            assertThat(f.backends.get(1).enabled()).isTrue();
+            assertThat(f.driver.mqVqPairsSet(1)).isEqualTo(VirtioNetCtrl.OK);
+            assertThat(f.backends.get(1).enabled()).as("pair 1 after MQ_VQ_PAIRS_SET 1").isFalse();
+            assertThat(f.backends.get(0).enabledCalls()).doesNotContain(false);
+        }
+    }
+
     @Property(tries = 25)
     void framesSurviveTheRoundTripInEveryShape(@ForAll @IntRange(min = 14, max = 9000) int length,
                                               @ForAll @IntRange(min = 1, max = 8) int pieces,

@@ -42,6 +42,7 @@ public final class InMemoryBackend implements NetBackend {
     private final ArrayDeque<Pending> toGuest = new ArrayDeque<>();
     private final List<Configured> configureCalls = new ArrayList<>();
     private final List<Long> guestOffloadCalls = new ArrayList<>();
+    private final List<Boolean> enabledCalls = new ArrayList<>();
     private final List<String> violations = new ArrayList<>();
     private long capabilities;
     private boolean acceptSends = true;
@@ -227,6 +228,21 @@ public final class InMemoryBackend implements NetBackend {
 
     public synchronized List<Configured> configureCalls() {
         return List.copyOf(configureCalls);
+    }
+
+    @Override
+    public synchronized void setEnabled(boolean enabled) {
+        enabledCalls.add(enabled);
+    }
+
+    /** The values of every setEnabled call, in order. */
+    public synchronized List<Boolean> enabledCalls() {
+        return List.copyOf(enabledCalls);
+    }
+
+    /** The last setEnabled value (true if never called: a backend starts enabled). */
+    public synchronized boolean enabled() {
+        return enabledCalls.isEmpty() || enabledCalls.get(enabledCalls.size() - 1);
     }
 
     public synchronized List<Long> guestOffloadCalls() {

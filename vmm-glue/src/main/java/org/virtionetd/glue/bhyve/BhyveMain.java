@@ -6,8 +6,9 @@ import java.nio.file.Path;
 import java.util.List;
 
 /**
- * {@code scripts/bhyve}: takes a bhyve(8) command line and runs the VM on this host's VMM with one virtio-netd per
- * virtio-net slot (QEMU on Linux, bhyve itself on FreeBSD). {@code --dry-run} prints the commands instead.
+ * {@code scripts/bhyve}: takes a bhyve(8) command line and runs the VM on this host's VMM with virtio-netd serving
+ * its virtio-net slots (one process per tap slot, one for all the VM's VALE slots; QEMU on Linux, bhyve itself on
+ * FreeBSD). {@code --dry-run} prints the commands instead.
  * Exit codes follow bhyve: 1 usage, 4 slot or device configuration, 64 (EX_USAGE) a malformed option value;
  * otherwise the VMM's own.
  */
@@ -77,8 +78,10 @@ public final class BhyveMain {
                 "             [-c [[cpus=]numcpus][,sockets=n][,cores=n][,threads=n]]",
                 "             [-G port] [-k config_file] [-l lpc] [-m mem] [-o var=value]",
                 "             [-p vcpu:hostcpu] [-r file] [-s pci] [-U uuid] vmname",
-                "  the options of bhyve(8) and bhyve_config(5); every virtio-net slot is served by its own",
-                "  virtio-netd; on Linux the VM runs on QEMU (TCG), on FreeBSD on bhyve.",
+                "  the options of bhyve(8) and bhyve_config(5); every virtio-net slot is served by virtio-netd:",
+                "  a tap slot (tapN, vmnetN) by its own, the VM's VALE slots (valeNAME:PORT) all by one whose",
+                "  in-process switches stand in for VALE (another VM started by another invocation does not",
+                "  share them); on Linux the VM runs on QEMU (TCG), on FreeBSD on bhyve.",
                 "") + WrapperOptions.HELP;
     }
 }

@@ -2,30 +2,42 @@ package org.virtionetd.glue.bhyve;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * What the wrapper will do for one bhyve command line: commands to prepare (a private tap for a NIC without a
- * backend), one virtio-netd per virtio-net slot, then the VMM; and what to undo at the end.
- * {@code --dry-run} prints {@link #commandLines()}.
+ * backend), the virtio-netd processes (one per tap NIC; one for all the VM's VALE NICs, whose switches live inside
+ * it), then the VMM; and what to undo at the end. {@code --dry-run} prints {@link #commandLines()}.
  */
 public record Plan(List<List<String>> setup, List<Nic> nics, List<String> vmm, List<List<String>> teardown,
                    List<String> notes) {
     /**
-     * One virtio-net slot served by its own virtio-netd.
+     * One virtio-net slot and the virtio-netd that serves it.
      *
      * @param at       the PCI function in the guest
-     * @param tap      the tap the device uses (the backend's name, or a private one for a NIC without backend)
+     * @param backend  the device's backend as virtio-netd spells it: {@code tap:NAME} or {@code valeNAME:PORT}
+     * @param tap      the tap the device uses (the backend's name, or a private one for a NIC without backend);
+     *                 null for a VALE port
      * @param privateTap true if the wrapper creates and removes {@code tap} (no backend: the NIC has no link)
      * @param mac      the MAC (given, or bhyve's generated one)
      * @param mtu      the MTU if {@code mtu=} was given (then VIRTIO_NET_F_MTU is offered), else null
      * @param socket   the vhost-user socket
      * @param control  the device's control socket (features, stats)
-     * @param log      the device's output
-     * @param command  the virtio-netd command line
+     * @param log      the output of the virtio-netd serving it
+     * @param command  the command line of the virtio-netd serving it (the same list for every VALE NIC of the VM)
      */
-    public record Nic(PciAddress at, String tap, boolean privateTap, String mac, Integer mtu, Path socket, Path control,
+    public record Nic(PciAddress at, String backend, String tap, boolean privateTap, String mac, Integer mtu, Path socket, Path control,
                       Path log, List<String> command) {
+    }
+
+    /** One virtio-netd process: its command line, its output, and the NICs it serves (in slot order). */
+    public record Daemon(List<String> command, Path log, List<Nic> nics) {
+        public Daemon {
+            command = List.copyOf(command);
+            nics = List.copyOf(nics);
+        }
     }
 
     public Plan {
@@ -36,11 +48,22 @@ public record Plan(List<List<String>> setup, List<Nic> nics, List<String> vmm, L
         notes = List.copyOf(notes);
     }
 
+    /** The virtio-netd processes to start, in the order of their first NIC: NICs with one command share one. */
+    public List<Daemon> daemons() {
+        Map<List<String>, List<Nic>> byCommand = new LinkedHashMap<>();
+        for (Nic n : nics) {
+            byCommand.computeIfAbsent(n.command(), c -> new ArrayList<>()).add(n);
+        }
+        List<Daemon> out = new ArrayList<>();
+        byCommand.forEach((command, served) -> out.add(new Daemon(command, served.get(0).log(), served)));
+        return out;
+    }
+
     /** Every command in the order they run, one shell-quoted line each. */
     public List<String> commandLines() {
         List<String> out = new ArrayList<>();
         setup.forEach(c -> out.add(shellLine(c)));
-        nics.forEach(n -> out.add(shellLine(n.command())));
+        daemons().forEach(d -> out.add(shellLine(d.command())));
         out.add(shellLine(vmm));
         return out;
     }

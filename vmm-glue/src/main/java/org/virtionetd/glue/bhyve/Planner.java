@@ -19,8 +19,11 @@ import java.util.TreeSet;
  * <p>On Linux the VMM is QEMU: machine q35 (its host bridge is at 0:0.0 and its LPC bridge at 0:31.0, where bhyve
  * users put hostbridge and lpc), TCG ({@code -accel tcg -cpu max}: KVM does not boot normal guests on the machines
  * this was made on), guest RAM in a shared memfd (a vhost-user back-end maps it), every virtio-net slot a
- * vhost-user NIC on its own virtio-netd with {@code vectors=0} (QEMU 7.2 crashes starting a vhost-user NIC with
- * MSI-X under TCG). bhyve's other devices map to their QEMU equivalents at the same slot and function; a device
+ * vhost-user NIC with {@code vectors=0} (QEMU 7.2 crashes starting a vhost-user NIC with MSI-X under TCG): a tap
+ * NIC on its own virtio-netd; the VM's VALE NICs ({@code valeNAME:PORT}, bhyve(8) "-s 2,virtio-net,vale0:1") all on
+ * ONE virtio-netd (repeated {@code --device}), because a VALE switch is virtio-netd's in-process switch and exists
+ * only inside one process: two NICs of the VM on vale0 meet there, but two wrapper invocations (two VMs) each have
+ * their own vale0 and do not share it. bhyve's other devices map to their QEMU equivalents at the same slot and function; a device
  * without one is refused with the slot named.
  *
  * <p>On FreeBSD the VMM is bhyve itself, given the same arguments (see {@link #forFreeBsd}).
@@ -211,7 +214,55 @@ public final class Planner {
                 refuseOptions(a, kind, dev, Set.of("device"));
             }
         }
-        return new Plan(setup, nics, q, teardown, notes);
+        return new Plan(setup, valeDaemon(nics, runDir), q, teardown, notes);
+    }
+
+    /**
+     * The VALE NICs (planned with an empty command) get the one virtio-netd that holds their switches: one
+     * {@code --device socket=S,backend=valeX:P,mac=M,control=C} each. --mtu is per process, so they must agree.
+     */
+    private List<Plan.Nic> valeDaemon(List<Plan.Nic> nics, Path runDir) throws BhyveUsageException {
+        List<Plan.Nic> vale = nics.stream().filter(n -> n.tap() == null).toList();
+        if (vale.isEmpty()) {
+            return nics;
+        }
+        List<String> cmd = new ArrayList<>(virtioNetd);
+        Integer mtu = vale.get(0).mtu();
+        Set<String> ports = new TreeSet<>();
+        Set<String> switches = new TreeSet<>();
+        for (Plan.Nic n : vale) {
+            if (!java.util.Objects.equals(n.mtu(), mtu)) {
+                throw refuse("pci slot " + n.at() + ": mtu " + (n.mtu() == null ? "(none)" : n.mtu()) + " differs from "
+                        + "pci slot " + vale.get(0).at() + "'s " + (mtu == null ? "(none)" : mtu) + "; the VALE NICs of "
+                        + "a VM share one virtio-netd, whose --mtu applies to all of them");
+            }
+            if (!ports.add(n.backend())) {
+                throw refuse("pci slot " + n.at() + ": VALE port " + n.backend() + " is used by another slot too");
+            }
+            switches.add(n.backend().substring(0, n.backend().indexOf(':')));
+            for (Path p : List.of(n.socket(), n.control())) {
+                if (p.toString().contains(",")) {
+                    throw refuse("pci slot " + n.at() + ": path " + p + " has a ',' (virtio-netd's --device separates "
+                            + "its options with commas); choose another --run-dir");
+                }
+            }
+            cmd.addAll(List.of("--device", "socket=" + n.socket() + ",backend=" + n.backend() + ",mac=" + n.mac()
+                    + ",control=" + n.control()));
+        }
+        if (mtu != null) {
+            cmd.addAll(List.of("--mtu", mtu.toString()));
+        }
+        notes.add("VALE ports " + String.join(", ", ports) + " (switch" + (switches.size() > 1 ? "es " : " ")
+                + String.join(", ", switches) + ") are served by one virtio-netd; its switches exist in that process "
+                + "only, so another VM started by another wrapper invocation does not share them");
+        List<String> shared = List.copyOf(cmd);
+        Path log = runDir.resolve("vale.log");
+        List<Plan.Nic> out = new ArrayList<>();
+        for (Plan.Nic n : nics) {
+            out.add(n.tap() != null ? n : new Plan.Nic(n.at(), n.backend(), null, false, n.mac(), n.mtu(), n.socket(),
+                    n.control(), log, shared));
+        }
+        return out;
     }
 
     /** bhyve options that have no QEMU equivalent here: refused, not silently dropped. */
@@ -306,7 +357,8 @@ public final class Planner {
     private Plan.Nic nic(PciAddress a, Map<String, String> dev, Path runDir, List<List<String>> setup,
                          List<List<String>> teardown) throws BhyveUsageException {
         String backend = dev.containsKey("type") ? dev.get("type") : dev.get("backend");
-        String tap = backend == null ? null : tapFor(a, backend, dev.get("backend"));
+        String vale = backend == null ? null : valePort(a, backend, dev.get("backend"));
+        String tap = backend == null || vale != null ? null : tapFor(a, backend, dev.get("backend"));
         refuseOptions(a, "virtio-net", dev, Set.of("device", "backend", "type", "mac", "mtu"));
         String mac;
         if (dev.containsKey("mac")) {
@@ -325,7 +377,7 @@ public final class Planner {
             mtu = parseMtu(a, dev.get("mtu"));
         }
         boolean privateTap = false;
-        if (tap == null) {
+        if (tap == null && vale == null) {
             // bhyve permits a NIC without a backend: the guest sees the card, nothing it sends goes anywhere.
             // Here: a private tap the wrapper creates and never brings up.
             tap = privateTapName(a);
@@ -342,13 +394,16 @@ public final class Planner {
             throw refuse("pci slot " + a + ": socket path " + socket + " is longer than " + UNIX_PATH_MAX
                     + " bytes; choose a shorter --run-dir");
         }
+        if (vale != null) {
+            return new Plan.Nic(a, vale, null, false, mac, mtu, socket, control, log, List.of()); // see valeDaemon
+        }
         List<String> cmd = new ArrayList<>(virtioNetd);
         cmd.addAll(List.of("--socket", socket.toString(), "--backend", "tap:" + tap, "--mac", mac));
         if (mtu != null) {
             cmd.addAll(List.of("--mtu", mtu.toString()));
         }
         cmd.addAll(List.of("--control", control.toString()));
-        return new Plan.Nic(a, tap, privateTap, mac, mtu, socket, control, log, cmd);
+        return new Plan.Nic(a, "tap:" + tap, tap, privateTap, mac, mtu, socket, control, log, cmd);
     }
 
     /**
@@ -387,6 +442,23 @@ public final class Planner {
         return (int) v;
     }
 
+    /** bhyve's VALE port names: valeNAME:PORT (netmap(4): "vale" + switch name, ':' + port name). */
+    private static final java.util.regex.Pattern VALE = java.util.regex.Pattern.compile(
+            "vale[A-Za-z0-9_.-]{0,28}:[A-Za-z0-9_.-]{1,32}");
+
+    /** The VALE port a backend names (served by virtio-netd's in-process switch of that name), or null. */
+    private static String valePort(PciAddress a, String type, String name) throws BhyveUsageException {
+        String v = name != null ? name : type;
+        if (!type.startsWith("vale")) {
+            return null;
+        }
+        if (!VALE.matcher(v).matches()) {
+            throw refuse("pci slot " + a + ": backend '" + v + "' is not a VALE port valeNAME:PORT (switch and port "
+                    + "names of letters, digits, '_', '.', '-'; the switch name at most 32 characters)");
+        }
+        return v;
+    }
+
     /** netbe_init picks the backend whose prefix the name starts with: tap, vmnet, netmap, vale, netgraph, slirp. */
     private static String tapFor(PciAddress a, String type, String name) throws BhyveUsageException {
         String shown = name != null ? name : type;
@@ -399,8 +471,8 @@ public final class Planner {
             return ifname;
         }
         if (type.startsWith("netmap") || type.startsWith("vale")) {
-            throw refuse("pci slot " + a + ": backend '" + shown + "' is a netmap/VALE port; virtio-netd serves those "
-                    + "with its in-process switch, which does not exist yet (use tapN or vmnetN)");
+            throw refuse("pci slot " + a + ": backend '" + shown + "' is a netmap port of a host interface; virtio-netd "
+                    + "has no equivalent (use valeNAME:PORT for its in-process switch, or tapN or vmnetN)");
         }
         if (type.startsWith("netgraph") || type.startsWith("slirp")) {
             throw refuse("pci slot " + a + ": backend '" + shown + "' has no virtio-netd equivalent yet (use tapN or "

@@ -15,8 +15,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Pattern;
 
 /**
- * Runs a {@link Plan}: the setup commands, one virtio-netd per NIC (each waited for until its sockets exist,
- * bounded), then the VMM in the foreground with this process's stdin/stdout/stderr (com1,stdio is the console).
+ * Runs a {@link Plan}: the setup commands, its virtio-netd processes (one per tap NIC, one for the VM's VALE NICs;
+ * each waited for until the sockets of every NIC it serves exist, bounded), then the VMM in the foreground with this process's stdin/stdout/stderr (com1,stdio is the console).
  * SIGTERM, SIGINT and SIGHUP reach the JVM's shutdown hook, which stops the VMM first (SIGTERM, then SIGKILL after
  * 5 s), then the devices, and undoes the setup; the same cleanup runs when the VMM exits by itself.
  */
@@ -45,16 +45,22 @@ final class Runner {
                 runChecked(plan.setup().get(i));
                 undo.add(plan.teardown().get(i));
             }
-            for (Plan.Nic nic : plan.nics()) {
-                Files.createDirectories(nic.socket().getParent());
-                Files.deleteIfExists(nic.socket());
-                Files.deleteIfExists(nic.control());
-                Process p = new ProcessBuilder(nic.command()).redirectErrorStream(true)
-                        .redirectOutput(nic.log().toFile()).redirectInput(new File("/dev/null")).start();
+            List<Plan.Daemon> daemons = plan.daemons();
+            for (Plan.Daemon d : daemons) {
+                for (Plan.Nic nic : d.nics()) {
+                    Files.createDirectories(nic.socket().getParent());
+                    Files.deleteIfExists(nic.socket());
+                    Files.deleteIfExists(nic.control());
+                }
+                Files.createDirectories(d.log().getParent());
+                Process p = new ProcessBuilder(d.command()).redirectErrorStream(true)
+                        .redirectOutput(d.log().toFile()).redirectInput(new File("/dev/null")).start();
                 devices.add(p);
             }
-            for (int i = 0; i < plan.nics().size(); i++) {
-                awaitSockets(plan.nics().get(i), devices.get(i));
+            for (int i = 0; i < daemons.size(); i++) {
+                for (Plan.Nic nic : daemons.get(i).nics()) {
+                    awaitSockets(nic, devices.get(i));
+                }
             }
             vmm = new ProcessBuilder(plan.vmm()).inheritIO().start();
             List<Thread> watchers = new ArrayList<>();

@@ -43,7 +43,9 @@ public final class Main implements Callable<Integer> {
 
     @CommandLine.Option(names = "--backend", paramLabel = "SPEC",
             description = "Where packets go: tap:NAME[,no-offload], tapN or vmnetN (bhyve spellings), "
-                    + "switch:NAME[,port=P][,vlans=0:10-20][,no-offload] or valeNAME:PORT (an in-process switch), "
+                    + "switch:NAME[,port=P][,vlans=0:10-20][,no-offload][,uplink=tap:TAP[,uplink-no-offload]] or "
+                    + "valeNAME:PORT (an in-process switch; uplink= attaches a tap to it as one more port, "
+                    + "uplink-no-offload without vnet header), "
                     + "null (discard) or null:source=SIZE (also feed the guest SIZE-byte frames).")
     String backend;
 

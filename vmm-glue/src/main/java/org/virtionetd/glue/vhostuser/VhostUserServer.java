@@ -649,6 +649,7 @@ public final class VhostUserServer implements AutoCloseable {
             throw e;
         }
         List<MemoryRegion> retired = session.memory == null ? List.of() : session.memory.regions();
+        session.extraRefs.clear();
         replaceMemory(next, retired);
         LOG.log(System.Logger.Level.DEBUG, "memory table: " + next.regions());
     }
@@ -657,6 +658,17 @@ public final class VhostUserServer implements AutoCloseable {
         List<MemoryRegion> current = session.memory == null ? List.of() : session.memory.regions();
         if (current.size() >= MAX_MEM_SLOTS) {
             throw VhostUserException.refused("ADD_MEM_REG: all " + MAX_MEM_SLOTS + " memory slots are in use");
+        }
+        long gpa = m.regionGuestAddress(0);
+        long size = m.regionSize(0);
+        long user = m.regionUserAddress(0);
+        for (MemoryRegion r : current) {
+            if (r.guestAddress() == gpa && r.size() == size && r.userAddress() == user) {
+                // The same region again (another queue pair's vhost device): one more reference, nothing to map.
+                LinuxNative.close(m.takeFd(0));
+                session.extraRefs.merge(r, 1, Integer::sum);
+                return;
+            }
         }
         MemoryRegion region = mapRegion(m, 0, m.takeFd(0));
         List<MemoryRegion> all = new ArrayList<>(current);
@@ -689,6 +701,16 @@ public final class VhostUserServer implements AutoCloseable {
         if (removed == null) {
             throw VhostUserException.refused("REM_MEM_REG: no memory region at guest 0x" + Long.toHexString(gpa)
                     + " size 0x" + Long.toHexString(size) + " user 0x" + Long.toHexString(user));
+        }
+        Integer extra = session.extraRefs.get(removed);
+        if (extra != null) {
+            // Another queue pair's vhost device still has it.
+            if (extra == 1) {
+                session.extraRefs.remove(removed);
+            } else {
+                session.extraRefs.put(removed, extra - 1);
+            }
+            return;
         }
         replaceMemory(memoryOf(rest), List.of(removed));
     }
@@ -1070,6 +1092,12 @@ public final class VhostUserServer implements AutoCloseable {
         long deviceFeatures = -1;
         long protocolFeatures;
         GuestMemory memory;
+        /**
+         * Extra references to a region added again identically by ADD_MEM_REG: QEMU keeps one vhost device per queue
+         * pair on one connection, each with its own shadow of the memory table, so with queues=N every region
+         * arrives N times (and is removed N times). Reset by SET_MEM_TABLE.
+         */
+        final java.util.Map<MemoryRegion, Integer> extraRefs = new java.util.IdentityHashMap<>();
         DirtyPageLog log;
         EventFd logFd;
 

@@ -140,6 +140,51 @@ class PlannerTest {
     }
 
     @Test
+    void valeNicsOfTheVmShareOneVirtioNetdAndTapsKeepTheirOwn() throws Exception {
+        Plan p = linux("-s 0,hostbridge -s 2,virtio-net,vale0:1 -s 3,virtio-net,tap0 -s 4,virtio-net,vale0:2,"
+                + "mac=00:a0:98:01:02:04 -s 5,virtio-net,valeb:x" + BOOT + "valevm");
+        Path run = Path.of("/run/virtio-netd-bhyve/valevm");
+        assertThat(p.nics()).extracting(Plan.Nic::backend)
+                .containsExactly("vale0:1", "tap:tap0", "vale0:2", "valeb:x");
+        assertThat(p.nics()).extracting(Plan.Nic::tap).containsExactly(null, "tap0", null, null);
+        List<Plan.Daemon> daemons = p.daemons();
+        assertThat(daemons).hasSize(2);
+        Plan.Daemon vale = daemons.get(0);
+        assertThat(vale.nics()).extracting(n -> n.at().slot()).containsExactly(2, 4, 5);
+        assertThat(vale.log()).isEqualTo(run.resolve("vale.log"));
+        String mac2 = BhyveMac.format(BhyveMac.generate(2, 0, "valevm"));
+        String mac5 = BhyveMac.format(BhyveMac.generate(5, 0, "valevm"));
+        assertThat(vale.command()).containsExactly("java", "-jar", "/opt/virtio-netd.jar",
+                "--device", "socket=" + run.resolve("net-2-0.sock") + ",backend=vale0:1,mac=" + mac2 + ",control="
+                        + run.resolve("net-2-0.ctl"),
+                "--device", "socket=" + run.resolve("net-4-0.sock") + ",backend=vale0:2,mac=00:a0:98:01:02:04,control="
+                        + run.resolve("net-4-0.ctl"),
+                "--device", "socket=" + run.resolve("net-5-0.sock") + ",backend=valeb:x,mac=" + mac5 + ",control="
+                        + run.resolve("net-5-0.ctl"));
+        assertThat(daemons.get(1).command()).containsSequence("--backend", "tap:tap0");
+        assertThat(daemons.get(1).nics()).extracting(Plan.Nic::tap).containsExactly("tap0");
+        // Every NIC keeps its own socket and control socket (--show-features asks each).
+        assertThat(p.nics()).extracting(Plan.Nic::control).doesNotHaveDuplicates();
+        assertThat(values(p.vmm(), "-chardev")).containsExactly(
+                "socket,id=chr-net-2-0,path=" + run.resolve("net-2-0.sock"),
+                "socket,id=chr-net-3-0,path=" + run.resolve("net-3-0.sock"),
+                "socket,id=chr-net-4-0,path=" + run.resolve("net-4-0.sock"),
+                "socket,id=chr-net-5-0,path=" + run.resolve("net-5-0.sock"));
+        assertThat(p.commandLines()).hasSize(3);
+        assertThat(p.commandLines().get(0)).startsWith("java -jar /opt/virtio-netd.jar --device socket=");
+        assertThat(p.notes()).anyMatch(n -> n.contains("vale0:1, vale0:2, valeb:x")
+                && n.contains("switches vale0, valeb") && n.contains("another wrapper invocation"));
+    }
+
+    @Test
+    void valeNicsWithOneMtuPassItToTheirVirtioNetd() throws Exception {
+        Plan p = linux("-s 0,hostbridge -s 2,virtio-net,vale0:1,mtu=9000 -s 3,virtio-net,vale0:2,mtu=9000"
+                + BOOT + "jumbo");
+        assertThat(p.daemons()).singleElement().satisfies(d -> assertThat(d.command()).endsWith("--mtu", "9000"));
+        assertThat(values(p.vmm(), "-device")).allMatch(d -> d.contains(",host_mtu=9000,"));
+    }
+
+    @Test
     void noBackendIsANicWithNoLink() throws Exception {
         Plan p = linux("-s 0,hostbridge -s 3,virtio-net" + BOOT + "lonely");
         Plan.Nic n = p.nics().get(0);
@@ -184,10 +229,14 @@ class PlannerTest {
 
     @ParameterizedTest(name = "{0}")
     @CsvSource(delimiter = '|', value = {
-        "-s 2,virtio-net,vale0:1| pci slot 0:2:0: backend 'vale0:1' is a netmap/VALE port; virtio-netd serves those "
-            + "with its in-process switch, which does not exist yet (use tapN or vmnetN)",
-        "-s 2,virtio-net,netmap:ix0| pci slot 0:2:0: backend 'netmap:ix0' is a netmap/VALE port; virtio-netd serves "
-            + "those with its in-process switch, which does not exist yet (use tapN or vmnetN)",
+        "-s 2,virtio-net,netmap:ix0| pci slot 0:2:0: backend 'netmap:ix0' is a netmap port of a host interface; "
+            + "virtio-netd has no equivalent (use valeNAME:PORT for its in-process switch, or tapN or vmnetN)",
+        "-s 2,virtio-net,vale0| pci slot 0:2:0: backend 'vale0' is not a VALE port valeNAME:PORT (switch and port "
+            + "names of letters, digits, '_', '.', '-'; the switch name at most 32 characters)",
+        "-s 2,virtio-net,vale0:1 -s 3,virtio-net,vale0:1| pci slot 0:3:0: VALE port vale0:1 is used by another slot "
+            + "too",
+        "-s 2,virtio-net,vale0:1,mtu=9000 -s 3,virtio-net,vale1:1| pci slot 0:3:0: mtu (none) differs from pci slot "
+            + "0:2:0's 9000; the VALE NICs of a VM share one virtio-netd, whose --mtu applies to all of them",
         "-s 2,virtio-net,netgraph,path=ng0:,peerhook=a| pci slot 0:2:0: backend 'netgraph' has no virtio-netd "
             + "equivalent yet (use tapN or vmnetN)",
         "-s 2,virtio-net,eth0| pci slot 0:2:0: unknown backend 'eth0'",

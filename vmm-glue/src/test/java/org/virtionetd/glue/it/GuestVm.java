@@ -100,6 +100,7 @@ public final class GuestVm implements AutoCloseable {
         private final List<String> deviceProperties = new ArrayList<>();
         private String mac = "52:54:00:12:34:56";
         private int queues = 1;
+        private int cpus = 1;
         private int memoryMiB = 512;
         private final List<String> extraAppend = new ArrayList<>();
 
@@ -175,6 +176,12 @@ public final class GuestVm implements AutoCloseable {
             return this;
         }
 
+        /** Virtual CPUs ({@code -smp N}); a multiqueue guest needs one per queue pair to spread its flows. */
+        public Builder cpus(int n) {
+            this.cpus = n;
+            return this;
+        }
+
         public Builder memoryMiB(int mib) {
             this.memoryMiB = mib;
             return this;
@@ -204,7 +211,7 @@ public final class GuestVm implements AutoCloseable {
             Path serial = dir.resolve("serial.log");
             List<String> argv = new ArrayList<>(List.of(
                     "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max",
-                    "-m", Integer.toString(memoryMiB), "-smp", "1", "-nographic", "-no-reboot",
+                    "-m", Integer.toString(memoryMiB), "-smp", Integer.toString(cpus), "-nographic", "-no-reboot",
                     "-monitor", "none", "-serial", "file:" + serial,
                     "-object", "memory-backend-memfd,id=mem,size=" + memoryMiB + "M,share=on",
                     "-numa", "node,memdev=mem"));

@@ -94,10 +94,22 @@ public final class VirtioNetd implements AutoCloseable {
      * {@code ns} (the tap must exist there) and waits until both sockets exist.
      */
     public static VirtioNetd start(NetNs ns, String tap, String... extraArgs) {
+        return launch(ns, "tap:" + tap, tap, extraArgs);
+    }
+
+    /**
+     * Starts {@code virtio-netd --socket DIR/vnd.sock --backend BACKEND --control DIR/vnd.ctl [extra...]} in
+     * {@code ns} (any backend spec, e.g. {@code switch:sw0,uplink=tap:vnd0}) and waits until both sockets exist.
+     */
+    public static VirtioNetd startBackend(NetNs ns, String backend, String... extraArgs) {
+        return launch(ns, backend, backend, extraArgs);
+    }
+
+    private static VirtioNetd launch(NetNs ns, String backend, String tap, String... extraArgs) {
         Path socket = ns.dir().resolve("vnd.sock");
         Path control = ns.dir().resolve("vnd.ctl");
         List<String> argv = new ArrayList<>(List.of(java(), "-jar", jar().toString(), "--socket", socket.toString(),
-                "--backend", "tap:" + tap, "--control", control.toString()));
+                "--backend", backend, "--control", control.toString()));
         argv.addAll(List.of(extraArgs));
         Spawned p = ns.spawn("virtio-netd", argv.toArray(String[]::new));
         VirtioNetd d = new VirtioNetd(p, socket, control, tap);

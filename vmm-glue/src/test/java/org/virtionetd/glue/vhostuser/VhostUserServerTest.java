@@ -362,6 +362,38 @@ class VhostUserServerTest {
     }
 
     @Test
+    void eachQueuePairsVhostDeviceMayAddAndRemoveTheSameRegions() throws Exception {
+        // QEMU with queues=2 keeps one vhost device per pair on the connection, each with its own shadow of the
+        // memory table: every region is added twice and removed twice. The second add is one more reference.
+        try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
+            negotiate(fe, PROTOCOL, 0);
+            Region[] regions = twoRegions();
+            for (int pair = 0; pair < 2; pair++) {
+                for (Region r : regions) {
+                    fe.sendSingleRegion(VhostUserRequest.ADD_MEM_REG, NEED_REPLY, r, memfd);
+                    assertThat(fe.replyU64(VhostUserRequest.ADD_MEM_REG)).as("pair %d adds %s", pair, r).isZero();
+                }
+            }
+            assertThat(device.memory().regions()).hasSize(2);
+            int[] fds = setUpQueue(fe, 0, 0);
+            try {
+                fe.sendSingleRegion(VhostUserRequest.REM_MEM_REG, NEED_REPLY, regions[1]);
+                assertThat(fe.replyU64(VhostUserRequest.REM_MEM_REG)).isZero();
+                assertThat(device.memory().regions()).as("the other pair still has region B").hasSize(2);
+                assertThat(device.queue(0).running).as("nothing changed for the ring").isTrue();
+                fe.sendSingleRegion(VhostUserRequest.REM_MEM_REG, NEED_REPLY, regions[1]);
+                assertThat(fe.replyU64(VhostUserRequest.REM_MEM_REG)).isZero();
+                assertThat(device.memory().regions()).as("last reference to B gone").hasSize(1);
+                fe.sendSingleRegion(VhostUserRequest.REM_MEM_REG, NEED_REPLY, regions[1]);
+                assertThat(fe.replyU64(VhostUserRequest.REM_MEM_REG)).as("a third removal").isNotZero();
+            } finally {
+                LinuxNative.close(fds[0]);
+                LinuxNative.close(fds[1]);
+            }
+        }
+    }
+
+    @Test
     void resetDeviceStopsRingsAndClearsFeaturesButKeepsTheSession() throws Exception {
         try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
             negotiate(fe, PROTOCOL, 0);

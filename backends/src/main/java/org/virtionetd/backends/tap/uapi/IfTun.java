@@ -25,6 +25,8 @@ public final class IfTun {
     public static final long TUNGETVNETHDRSZ = 0x800454d7L;
     /** {@code _IOW('T', 216, int)}: vnet header size (at least sizeof(struct virtio_net_hdr) = 10). */
     public static final long TUNSETVNETHDRSZ = 0x400454d8L;
+    /** {@code _IOW('T', 217, int)}: attach or detach this fd's queue of a multi-queue tap (ifr_flags). */
+    public static final long TUNSETQUEUE = 0x400454d9L;
 
     /** Ethernet frames (tap), not IP packets (tun). */
     public static final int IFF_TAP = 0x0002;
@@ -34,6 +36,10 @@ public final class IfTun {
     public static final int IFF_VNET_HDR = 0x4000;
     /** One fd per queue; every fd attached with the same name becomes one more queue. */
     public static final int IFF_MULTI_QUEUE = 0x0100;
+    /** TUNSETQUEUE: the kernel may put frames on this queue again. */
+    public static final int IFF_ATTACH_QUEUE = 0x0200;
+    /** TUNSETQUEUE: the kernel steers no frame to this queue (the fd stays open). */
+    public static final int IFF_DETACH_QUEUE = 0x0400;
 
     /** "You can hand me unchecksummed packets": the reader takes NEEDS_CSUM frames. */
     public static final int TUN_F_CSUM = 0x01;

@@ -21,6 +21,7 @@ class IfTunTest {
         assertThat(IfTun.TUNGETIFF).isEqualTo(ioc(IOC_READ, 'T', 210, 4));
         assertThat(IfTun.TUNGETVNETHDRSZ).isEqualTo(ioc(IOC_READ, 'T', 215, 4));
         assertThat(IfTun.TUNSETVNETHDRSZ).isEqualTo(ioc(IOC_WRITE, 'T', 216, 4));
+        assertThat(IfTun.TUNSETQUEUE).isEqualTo(ioc(IOC_WRITE, 'T', 217, 4));
     }
 
     @Test
