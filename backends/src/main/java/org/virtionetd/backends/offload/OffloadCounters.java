@@ -1,6 +1,7 @@
 package org.virtionetd.backends.offload;
 
-import java.util.LinkedHashMap;
+import org.virtionetd.virtio.device.Counters;
+
 import java.util.Map;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -55,36 +56,9 @@ public final class OffloadCounters {
 
     /** All counters by snake_case name; drop counters only when non-zero. */
     public Map<String, Long> snapshot() {
-        Map<String, Long> m = new LinkedHashMap<>();
-        for (java.lang.reflect.Field f : OffloadCounters.class.getFields()) {
-            try {
-                m.put(snake(f.getName()), ((LongAdder) f.get(this)).sum());
-            } catch (IllegalAccessException e) {
-                throw new IllegalStateException(e);
-            }
-        }
-        for (OffloadResult r : OffloadResult.values()) {
-            long tx = txDrops[r.ordinal()].sum();
-            long rx = rxDrops[r.ordinal()].sum();
-            if (tx != 0) {
-                m.put("tx_drop_" + r.name().toLowerCase(java.util.Locale.ROOT), tx);
-            }
-            if (rx != 0) {
-                m.put("rx_drop_" + r.name().toLowerCase(java.util.Locale.ROOT), rx);
-            }
-        }
+        Map<String, Long> m = Counters.snapshot(this);
+        Counters.putNonZero(m, "tx_drop_", OffloadResult.values(), txDrops);
+        Counters.putNonZero(m, "rx_drop_", OffloadResult.values(), rxDrops);
         return m;
-    }
-
-    private static String snake(String camel) {
-        StringBuilder sb = new StringBuilder();
-        for (char c : camel.toCharArray()) {
-            if (Character.isUpperCase(c)) {
-                sb.append('_').append(Character.toLowerCase(c));
-            } else {
-                sb.append(c);
-            }
-        }
-        return sb.toString();
     }
 }

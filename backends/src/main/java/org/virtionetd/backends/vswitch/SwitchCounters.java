@@ -1,8 +1,9 @@
 package org.virtionetd.backends.vswitch;
 
+import org.virtionetd.virtio.device.Counters;
+
 import org.virtionetd.backends.offload.OffloadResult;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -55,26 +56,8 @@ public final class SwitchCounters {
 
     /** All counters by snake_case name; offload drops ({@code rx_drop_<reason>}) only when non-zero. */
     public Map<String, Long> snapshot() {
-        Map<String, Long> m = new LinkedHashMap<>();
-        m.put("tx_frames", txFrames.sum());
-        m.put("tx_unicast", txUnicast.sum());
-        m.put("tx_flooded", txFlooded.sum());
-        m.put("tx_dropped_invalid", txDroppedInvalid.sum());
-        m.put("tx_dropped_vlan", txDroppedVlan.sum());
-        m.put("tx_filtered_same_port", txFilteredSamePort.sum());
-        m.put("rx_enqueued", rxEnqueued.sum());
-        m.put("rx_dropped_ring_full", rxDroppedRingFull.sum());
-        m.put("rx_passed_through", rxPassedThrough.sum());
-        m.put("rx_checksums_completed", rxChecksumsCompleted.sum());
-        m.put("rx_packets_segmented", rxPacketsSegmented.sum());
-        m.put("rx_segments_made", rxSegmentsMade.sum());
-        m.put("rx_dropped_no_room", rxDroppedNoRoom.sum());
-        for (OffloadResult r : OffloadResult.values()) {
-            long v = rxOffloadDrops[r.ordinal()].sum();
-            if (v != 0) {
-                m.put("rx_drop_" + r.name().toLowerCase(java.util.Locale.ROOT), v);
-            }
-        }
+        Map<String, Long> m = Counters.snapshot(this);
+        Counters.putNonZero(m, "rx_drop_", OffloadResult.values(), rxOffloadDrops);
         return m;
     }
 }

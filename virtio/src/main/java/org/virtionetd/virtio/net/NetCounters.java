@@ -1,6 +1,5 @@
 package org.virtionetd.virtio.net;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -42,26 +41,6 @@ public final class NetCounters {
 
     /** All counters by snake_case name, in declaration order. */
     public Map<String, Long> snapshot() {
-        Map<String, Long> m = new LinkedHashMap<>();
-        for (java.lang.reflect.Field f : NetCounters.class.getFields()) {
-            try {
-                m.put(snake(f.getName()), ((LongAdder) f.get(this)).sum());
-            } catch (IllegalAccessException e) {
-                throw new IllegalStateException(e);
-            }
-        }
-        return m;
-    }
-
-    private static String snake(String camel) {
-        StringBuilder sb = new StringBuilder();
-        for (char c : camel.toCharArray()) {
-            if (Character.isUpperCase(c)) {
-                sb.append('_').append(Character.toLowerCase(c));
-            } else {
-                sb.append(c);
-            }
-        }
-        return sb.toString();
+        return org.virtionetd.virtio.device.Counters.snapshot(this);
     }
 }
