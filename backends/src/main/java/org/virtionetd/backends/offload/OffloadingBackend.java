@@ -161,14 +161,8 @@ public final class OffloadingBackend implements NetBackend {
         if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_ECN)) {
             return false;
         }
-        switch (gso & ~VirtioNetHeader.GSO_ECN) {
-            case VirtioNetHeader.GSO_NONE: return true;
-            case VirtioNetHeader.GSO_TCPV4: return VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_TSO4);
-            case VirtioNetHeader.GSO_TCPV6: return VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_TSO6);
-            case VirtioNetHeader.GSO_UDP: return VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_UFO);
-            case VirtioNetHeader.GSO_UDP_L4: return VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_USO);
-            default: return false;
-        }
+        int proto = gso & ~VirtioNetHeader.GSO_ECN;
+        return proto == VirtioNetHeader.GSO_NONE || (innerConfigured & VirtioNetFeature.hostFeatureFor(proto)) != 0;
     }
 
     private boolean sendPlain(ByteBuffer frame) {

@@ -282,16 +282,16 @@ public final class SwitchPort implements NetBackend {
         if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_ECN)) {
             return false;
         }
-        switch (gso & ~VirtioNetHeader.GSO_ECN) {
-            case VirtioNetHeader.GSO_NONE: return true;
-            case VirtioNetHeader.GSO_TCPV4: return VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_TSO4);
-            case VirtioNetHeader.GSO_TCPV6: return VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_TSO6);
-            case VirtioNetHeader.GSO_UDP: return VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_UFO);
-            case VirtioNetHeader.GSO_UDP_L4:
-                return ipVersion != 0 && VirtioNetFeature.has(guestOffloads,
-                        ipVersion == 6 ? VirtioNetFeature.GUEST_USO6 : VirtioNetFeature.GUEST_USO4);
-            default: return false;
+        int proto = gso & ~VirtioNetHeader.GSO_ECN;
+        if (proto == VirtioNetHeader.GSO_NONE) {
+            return true;
         }
+        long needed = VirtioNetFeature.guestFeaturesFor(proto);
+        if (proto == VirtioNetHeader.GSO_UDP_L4) {
+            // Here the frame is known: USO needs the feature of its own IP version (an unknown version: none).
+            needed = ipVersion == 0 ? 0 : 1L << (ipVersion == 6 ? VirtioNetFeature.GUEST_USO6 : VirtioNetFeature.GUEST_USO4);
+        }
+        return (guestOffloads & needed) != 0;
     }
 
     /** Segments / checksums the record at {@code off} into the pending frames; drops and counts a bad one. */

@@ -62,15 +62,11 @@ public final class HeaderCheck {
             // An ECN bit alone is meaningless; Linux's virtio_net_hdr_to_skb refuses it too.
             return (gso & VirtioNetHeader.GSO_ECN) != 0 ? Verdict.GSO_UNKNOWN : Verdict.OK;
         }
-        int needed;
-        switch (proto) {
-            case VirtioNetHeader.GSO_TCPV4: needed = VirtioNetFeature.HOST_TSO4; break;
-            case VirtioNetHeader.GSO_TCPV6: needed = VirtioNetFeature.HOST_TSO6; break;
-            case VirtioNetHeader.GSO_UDP: needed = VirtioNetFeature.HOST_UFO; break;
-            case VirtioNetHeader.GSO_UDP_L4: needed = VirtioNetFeature.HOST_USO; break;
-            default: return Verdict.GSO_UNKNOWN;
+        long needed = VirtioNetFeature.hostFeatureFor(proto);
+        if (needed == 0) {
+            return Verdict.GSO_UNKNOWN;
         }
-        if (!VirtioNetFeature.has(negotiated, needed)) {
+        if ((negotiated & needed) == 0) {
             return Verdict.GSO_NOT_NEGOTIATED;
         }
         if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(negotiated, VirtioNetFeature.HOST_ECN)) {

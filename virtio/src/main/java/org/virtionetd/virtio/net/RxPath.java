@@ -330,15 +330,7 @@ final class RxPath {
         if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_ECN)) {
             return false;
         }
-        switch (proto) {
-            case VirtioNetHeader.GSO_TCPV4: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_TSO4);
-            case VirtioNetHeader.GSO_TCPV6: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_TSO6);
-            case VirtioNetHeader.GSO_UDP: return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_UFO);
-            case VirtioNetHeader.GSO_UDP_L4:
-                return VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_USO4)
-                        || VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_USO6);
-            default: return false;
-        }
+        return (allowed & VirtioNetFeature.guestFeaturesFor(proto)) != 0;
     }
 
     private long destination(int hdrLen) {

@@ -119,6 +119,35 @@ public final class VirtioNetFeature {
         return v;
     }
 
+    /**
+     * The feature a driver-sent GSO frame of {@code gsoProtocol} (gso_type without ECN) needs (5.1.6.2.1):
+     * HOST_TSO4/TSO6/UFO/USO as a mask, 0 for GSO_NONE or a type that does not exist.
+     */
+    public static long hostFeatureFor(int gsoProtocol) {
+        switch (gsoProtocol) {
+            case VirtioNetHeader.GSO_TCPV4: return 1L << HOST_TSO4;
+            case VirtioNetHeader.GSO_TCPV6: return 1L << HOST_TSO6;
+            case VirtioNetHeader.GSO_UDP: return 1L << HOST_UFO;
+            case VirtioNetHeader.GSO_UDP_L4: return 1L << HOST_USO;
+            default: return 0;
+        }
+    }
+
+    /**
+     * The features of which a driver must have accepted one to receive a GSO frame of {@code gsoProtocol}
+     * (5.1.6.4.1): GUEST_TSO4/TSO6/UFO, and GUEST_USO4 or GUEST_USO6 for UDP_L4 (which one depends on the IP
+     * version); 0 for GSO_NONE or a type that does not exist.
+     */
+    public static long guestFeaturesFor(int gsoProtocol) {
+        switch (gsoProtocol) {
+            case VirtioNetHeader.GSO_TCPV4: return 1L << GUEST_TSO4;
+            case VirtioNetHeader.GSO_TCPV6: return 1L << GUEST_TSO6;
+            case VirtioNetHeader.GSO_UDP: return 1L << GUEST_UFO;
+            case VirtioNetHeader.GSO_UDP_L4: return (1L << GUEST_USO4) | (1L << GUEST_USO6);
+            default: return 0;
+        }
+    }
+
     public static boolean has(long features, int bit) {
         return (features & (1L << bit)) != 0;
     }
