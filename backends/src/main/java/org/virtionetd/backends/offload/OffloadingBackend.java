@@ -93,9 +93,7 @@ public final class OffloadingBackend implements NetBackend {
      */
     @Override
     public void configure(long negotiatedFeatures, int vnetHeaderLength) throws IOException {
-        if (vnetHeaderLength != VirtioNetHeader.LENGTH_LEGACY && vnetHeaderLength != VirtioNetHeader.LENGTH_MRG) {
-            throw new IllegalArgumentException("vnet header length " + vnetHeaderLength + " is not 10 or 12");
-        }
+        VirtioNetHeader.requireLength(vnetHeaderLength, name());
         long innerCaps = inner.capabilities();
         this.innerConfigured = negotiatedFeatures & ~(VirtioNetFeature.OFFLOADS & ~innerCaps);
         this.guestAccepts = negotiatedFeatures & VirtioNetFeature.GUEST_OFFLOADS;

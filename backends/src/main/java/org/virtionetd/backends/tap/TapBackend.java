@@ -130,10 +130,7 @@ public final class TapBackend implements NetBackend {
 
     @Override
     public void configure(long negotiatedFeatures, int vnetHeaderLength) throws IOException {
-        if (vnetHeaderLength != VirtioNetHeader.LENGTH_LEGACY && vnetHeaderLength != VirtioNetHeader.LENGTH_MRG) {
-            throw new IllegalArgumentException(name() + ": vnet header length " + vnetHeaderLength
-                    + " is neither 10 nor 12");
-        }
+        VirtioNetHeader.requireLength(vnetHeaderLength, name());
         staged.discard(); // read with the old length, if any
         headerLength = vnetHeaderLength;
         if (vnetHeader) {

@@ -119,10 +119,7 @@ public final class SwitchPort implements NetBackend {
 
     @Override
     public void configure(long negotiatedFeatures, int vnetHeaderLength) {
-        if (vnetHeaderLength != VirtioNetHeader.LENGTH_LEGACY && vnetHeaderLength != VirtioNetHeader.LENGTH_MRG) {
-            throw new IllegalArgumentException("port " + name() + ": vnet header length " + vnetHeaderLength
-                    + " is not 10 or 12");
-        }
+        VirtioNetHeader.requireLength(vnetHeaderLength, "port " + name());
         headerLength = vnetHeaderLength;
         guestAccepts = negotiatedFeatures & capabilities() & VirtioNetFeature.GUEST_OFFLOADS;
         clearPending();

@@ -76,6 +76,17 @@ public final class VirtioNetHeader {
                 ? LENGTH_MRG : LENGTH_LEGACY;
     }
 
+    /**
+     * Checks a header length a backend is configured with: 10 or 12 are the only layouts (5.1.6.1). A backend
+     * handed anything else by the device has met a device bug, so this throws rather than drops.
+     */
+    public static int requireLength(int length, String who) {
+        if (length != LENGTH_LEGACY && length != LENGTH_MRG) {
+            throw new IllegalArgumentException(who + ": vnet header length " + length + " is neither 10 nor 12");
+        }
+        return length;
+    }
+
     public int flags() {
         return buffer.get(base + FLAGS_OFFSET) & 0xff;
     }
