@@ -79,22 +79,35 @@ final class QueuePairLoop implements Runnable {
         this.tx = txQueue != null ? new TxPath(txQueue, backend, counters, device) : null;
         this.ctrl = ctrlQueue != null ? new ControlQueue(ctrlQueue, counters, device, commands) : null;
         this.wake = EventFd.create();
-        this.epoll = new Epoll(8);
-        epoll.add(wake.fd(), LinuxNative.EPOLLIN, TAG_WAKE);
-        addKick(rxQueue, TAG_RX_KICK);
-        addKick(txQueue, TAG_TX_KICK);
-        addKick(ctrlQueue, TAG_CTRL_KICK);
-        if (rx != null) {
-            backendFd = backend.receiveReadyFd();
-            if (!backend.attached()) {
-                lose(); // lost while no loop ran (the driver restarted its queues meanwhile)
-            } else if (backendFd >= 0) {
-                epoll.add(backendFd, LinuxNative.EPOLLIN, TAG_BACKEND);
-                backendArmed = true;
-                backendRegistered = true;
+        try {
+            this.epoll = new Epoll(8);
+        } catch (IOException | RuntimeException e) {
+            wake.close();
+            throw e;
+        }
+        try {
+            epoll.add(wake.fd(), LinuxNative.EPOLLIN, TAG_WAKE);
+            // A front-end may hand over any fd as a kick (a regular file cannot be polled): the loop then cannot
+            // start, and what it opened so far must not outlive it.
+            addKick(rxQueue, TAG_RX_KICK);
+            addKick(txQueue, TAG_TX_KICK);
+            addKick(ctrlQueue, TAG_CTRL_KICK);
+            if (rx != null) {
+                backendFd = backend.receiveReadyFd();
+                if (!backend.attached()) {
+                    lose(); // lost while no loop ran (the driver restarted its queues meanwhile)
+                } else if (backendFd >= 0) {
+                    epoll.add(backendFd, LinuxNative.EPOLLIN, TAG_BACKEND);
+                    backendArmed = true;
+                    backendRegistered = true;
+                }
+            } else if (!backend.attached()) {
+                lose();
             }
-        } else if (!backend.attached()) {
-            lose();
+        } catch (IOException | RuntimeException e) {
+            epoll.close();
+            wake.close();
+            throw e;
         }
     }
 
