@@ -903,10 +903,27 @@ public final class VhostUserServer implements AutoCloseable {
         v.configured = true;
     }
 
+    /** What an fd refers to, as /proc shows it (e.g. "anon_inode:[eventfd]"). */
+    private static String fdTarget(int fd) {
+        try {
+            return java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + fd)).toString();
+        } catch (IOException | RuntimeException e) {
+            return "unknown (" + e.getMessage() + ")";
+        }
+    }
+
     private void setVringKick(VhostUserMessage m) throws VhostUserException {
         long u = m.u64();
         Vring v = vring((int) (u & VhostUserMessage.VRING_INDEX_MASK), VhostUserRequest.SET_VRING_KICK);
         EventFd kick = (u & VhostUserMessage.VRING_NOFD_MASK) != 0 ? null : EventFd.adopt(m.takeFd(0));
+        if (kick != null) {
+            String what = fdTarget(kick.fd());
+            if (!what.equals("anon_inode:[eventfd]")) {
+                kick.close();
+                // The queue loop polls the kick: a file that cannot be polled would stop the whole pair.
+                throw VhostUserException.refused("queue " + v.index + ": the kick fd is " + what + ", not an eventfd");
+            }
+        }
         if (v.started) {
             stopVring(v, false);
         }

@@ -219,6 +219,29 @@ class VhostUserServerTest {
         }
     }
 
+    /** Found by the vhost-user fuzzer: a memfd as the kick fd could not be polled and the pair's loop never ran. */
+    @Test
+    void aKickFdThatIsNotAnEventfdIsRefusedAndTheQueueStaysStopped() throws Exception {
+        try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
+            negotiate(fe, PROTOCOL, 0);
+            memTable(fe);
+            fe.sendState(VhostUserRequest.SET_VRING_NUM, PLAIN, 0, 128);
+            fe.sendState(VhostUserRequest.SET_VRING_BASE, PLAIN, 0, 0);
+            fe.sendAddress(PLAIN, 0, 0, descUser(0), usedUser(0), availUser(0), 0);
+            fe.sendU64(VhostUserRequest.SET_VRING_KICK, NEED_REPLY, 0, memfd);
+            assertThat(fe.replyU64(VhostUserRequest.SET_VRING_KICK)).as("a memfd kick").isNotZero();
+            assertThat(device.queue(0).running).isFalse();
+            EventFd kick = EventFd.create();
+            try {
+                fe.sendU64(VhostUserRequest.SET_VRING_KICK, NEED_REPLY, 0, kick.fd());
+                assertThat(fe.replyU64(VhostUserRequest.SET_VRING_KICK)).as("an eventfd kick").isZero();
+                assertThat(device.queue(0).running).isTrue();
+            } finally {
+                kick.close();
+            }
+        }
+    }
+
     @Test
     void callFdIsReplacedUnderARunningQueueAndTheNotifierSignalsTheNewOne() throws Exception {
         try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
