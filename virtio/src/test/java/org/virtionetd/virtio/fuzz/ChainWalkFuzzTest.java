@@ -353,16 +353,27 @@ class ChainWalkFuzzTest {
             // may overlap the descriptor table, and then the frame written into it rewrites the chains (the guest's
             // own doing), so walking them afterwards would judge a different ring.
             long[] room = new long[BENCH_QUEUE];
+            List<long[]> reads = new ArrayList<>();
+            List<long[]> writable = new ArrayList<>();
             for (int head = 0; head < BENCH_QUEUE; head++) {
-                room[head] = writableRoom(ReferenceWalk.walk(MEMORY, BENCH_RX_DESC, BENCH_QUEUE, head, true));
+                List<long[]> ref = ReferenceWalk.walk(MEMORY, BENCH_RX_DESC, BENCH_QUEUE, head, true, reads);
+                room[head] = writableRoom(ref);
+                if (ref != null) {
+                    ref.stream().filter(r -> r[2] != 0).forEach(writable::add);
+                }
             }
+            reads.add(new long[] {BENCH_RX_AVAIL, 4 + 2L * BENCH_QUEUE});
+            // If a frame the device writes can land on a descriptor (or the avail ring), the guest rewrites its own
+            // chains mid-burst and the room taken before the run no longer describes what the device walks: then
+            // only the used ring's shape is checked.
+            boolean selfModifying = writable.stream().anyMatch(w -> reads.stream().anyMatch(r -> overlap(w, r)));
             bench.offerRx(rxChains);
             for (int call = 0; call < 3; call++) {
                 bench.receive(1 + in.u8() % 8);
             }
             int rxUsed = a.getShort((int) BENCH_RX_USED + 2) & 0xffff;
             check(rxUsed <= rxChains, rxUsed + " RX chains used, " + rxChains + " offered");
-            checkUsed(BENCH_RX_USED, BENCH_RX_DESC, rxUsed, room);
+            checkUsed(BENCH_RX_USED, BENCH_RX_DESC, rxUsed, selfModifying ? UNKNOWN_ROOM : room);
             check(backend.violations().isEmpty(), "backend contract breached: " + backend.violations());
         } finally {
             backend.close();
@@ -394,6 +405,15 @@ class ChainWalkFuzzTest {
             check((len & 0xffffffffL) <= rxRoom[id], "RX chain " + id + " used with length " + (len & 0xffffffffL)
                     + ", it had " + rxRoom[id] + " writable bytes before the device ran");
         }
+    }
+
+    /** Room of chains whose descriptors the guest's own buffers overlap: any length up to 2^32 - 1 passes. */
+    static final long[] UNKNOWN_ROOM = java.util.stream.LongStream.generate(() -> 0xffffffffL).limit(BENCH_QUEUE)
+            .toArray();
+
+    /** Whether the ranges {addr, len, ...} share a byte (unsigned, no wrap: both are inside guest memory). */
+    static boolean overlap(long[] a, long[] b) {
+        return Long.compareUnsigned(a[0], b[0] + b[1]) < 0 && Long.compareUnsigned(b[0], a[0] + a[1]) < 0;
     }
 
     /** Writable bytes of a chain the reference walker returned (0 for a refused chain). */

@@ -28,6 +28,12 @@ final class ReferenceWalk {
 
     /** The buffers {addr, len, writable ? 1 : 0} of the chain at {@code head}, or null if the chain is invalid. */
     static List<long[]> walk(GuestMemory mem, long descTable, int size, int head, boolean indirectNegotiated) {
+        return walk(mem, descTable, size, head, indirectNegotiated, null);
+    }
+
+    /** As above, also adding every descriptor read ({addr, 16}) to {@code reads} when it is not null. */
+    static List<long[]> walk(GuestMemory mem, long descTable, int size, int head, boolean indirectNegotiated,
+                             List<long[]> reads) {
         List<long[]> out = new ArrayList<>();
         long table = descTable;
         int tableSize = size;
@@ -40,6 +46,9 @@ final class ReferenceWalk {
         for (int visited = 0; ; visited++) {
             if (visited == size) {
                 return null; // longer than the queue: a loop or an over-long chain
+            }
+            if (reads != null) {
+                reads.add(new long[] {table + 16L * index, 16});
             }
             try {
                 mem.read(table + 16L * index, d, 0, 16);
