@@ -47,12 +47,15 @@ final class TxPath {
      */
     int process(int burst) {
         int done = 0;
+        // Read once per burst: both change only while the queues are stopped (feature negotiation).
+        int hdrLen = device.headerLength();
+        long negotiated = device.negotiated();
         try {
             int avail = ring.available();
             int n = Math.min(avail, burst);
             for (int i = 0; i < n; i++) {
                 int head = ring.pop();
-                transmit(head);
+                transmit(head, hdrLen, negotiated);
                 done++;
             }
         } catch (QueueException e) {
@@ -79,7 +82,7 @@ final class TxPath {
         return done;
     }
 
-    private void transmit(int head) {
+    private void transmit(int head, int hdrLen, long negotiated) {
         try {
             ring.walk(head, chain);
         } catch (QueueException e) {
@@ -88,7 +91,6 @@ final class TxPath {
             ring.addUsed(head, 0);
             return;
         }
-        int hdrLen = device.headerLength();
         long readable = chain.readableBytes();
         if (chain.readableCount() != chain.count() || readable < hdrLen || readable - hdrLen > MAX_FRAME) {
             counters.txBadChain.increment();
@@ -120,7 +122,7 @@ final class TxPath {
         for (int i = 1; i <= views; i++) {
             packet.add(packet.slices()[i]);
         }
-        HeaderCheck.Verdict verdict = HeaderCheck.transmitted(packet.header(), device.negotiated(),
+        HeaderCheck.Verdict verdict = HeaderCheck.transmitted(packet.header(), negotiated,
                 packet.frameLength());
         if (verdict != HeaderCheck.Verdict.OK) {
             counters.txBadHeader.increment();

@@ -1,5 +1,7 @@
 package org.virtionetd.virtio.queue;
 
+import org.virtionetd.virtio.memory.GuestMemory;
+
 /**
  * The buffers of one available chain after {@link SplitQueue#walk}: each descriptor's guest address, length and
  * direction, all checked to be inside guest memory. Reused per chain (arrays sized to the queue).
@@ -9,6 +11,8 @@ package org.virtionetd.virtio.queue;
  */
 public final class DescriptorChain {
     private final long[] addresses;
+    /** Where each buffer lies when it is inside one chunk ({@link GuestMemory#locate}), else NOWHERE. */
+    private final long[] locations;
     private final int[] lengths;
     private final boolean[] writable;
     private int head;
@@ -19,6 +23,7 @@ public final class DescriptorChain {
 
     public DescriptorChain(int capacity) {
         addresses = new long[capacity];
+        locations = new long[capacity];
         lengths = new int[capacity];
         writable = new boolean[capacity];
     }
@@ -31,8 +36,9 @@ public final class DescriptorChain {
         writableBytes = 0;
     }
 
-    void add(long address, int length, boolean isWritable) {
+    void add(long address, long location, int length, boolean isWritable) {
         addresses[count] = address;
+        locations[count] = location;
         lengths[count] = length;
         writable[count] = isWritable;
         count++;
@@ -73,6 +79,15 @@ public final class DescriptorChain {
 
     public long address(int i) {
         return addresses[i];
+    }
+
+    /**
+     * The buffer's location in guest memory (chunk and offset, as {@link GuestMemory#locate} gives it) when it lies
+     * inside one chunk, which is nearly always; {@link GuestMemory#NOWHERE} when it crosses a region or chunk
+     * boundary and must be resolved piece by piece. Saves looking up again what the walk already found.
+     */
+    public long location(int i) {
+        return locations[i];
     }
 
     /** Length as an unsigned 32-bit value held in an int (use {@code & 0xffffffffL} for arithmetic). */

@@ -293,7 +293,8 @@ public final class SplitQueue {
                 continue;
             }
             long ulen = len & 0xffffffffL;
-            if (ulen != 0 && !memory.contains(addr, ulen)) {
+            long location = ulen == 0 ? GuestMemory.NOWHERE : memory.locate(addr, ulen);
+            if (location == GuestMemory.NOWHERE && ulen != 0 && !memory.contains(addr, ulen)) {
                 throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY,
                         "buffer 0x" + Long.toHexString(addr) + "+" + ulen + " of chain " + head
                                 + " is outside guest memory");
@@ -309,7 +310,7 @@ public final class SplitQueue {
                     throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
                             "chain at head " + head + " has more than " + out.capacity() + " buffers");
                 }
-                out.add(addr, len, w);
+                out.add(addr, location, len, w);
                 if (out.readableBytes() + out.writableBytes() > 0xffffffffL) {
                     throw new QueueException(QueueException.Kind.CHAIN_TOO_BIG,
                             "chain at head " + head + " is larger than 4 GiB");

@@ -4,6 +4,7 @@ import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OperationsPerInvocation;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
@@ -28,6 +29,8 @@ import java.util.concurrent.TimeUnit;
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 public class ChainBenchmark {
+    static final int BURST = 32;
+
     @Param({"64", "1500"})
     public int frameLength;
 
@@ -76,6 +79,21 @@ public class ChainBenchmark {
     public int transmitOneChain() {
         bench.offerTx(1);
         return bench.transmit(1);
+    }
+
+    /** A burst of 32 chains per wake-up, as the queue loop runs under load; the time is per chain. */
+    @Benchmark
+    @OperationsPerInvocation(BURST)
+    public int transmitBurst() {
+        bench.offerTx(BURST);
+        return bench.transmit(BURST);
+    }
+
+    @Benchmark
+    @OperationsPerInvocation(BURST)
+    public Object receiveBurst() {
+        bench.offerRx(BURST);
+        return bench.receive(BURST);
     }
 
     @Benchmark
