@@ -36,6 +36,11 @@ final class QueuePairLoop implements Runnable {
     /** Rounds of work between two epoll looks while there is always more to do. */
     private static final int BUSY_ROUNDS_PER_EPOLL = 8;
     private static final int BACKEND_ERROR_BACKOFF_MILLIS = 100;
+    /**
+     * Packets in one round that show a backlog: the driver filled the ring faster than a kick could wake us. Only
+     * then does the loop start polling; a guest that sends now and then keeps waking the thread through kicks.
+     */
+    static final int BUSY_ROUND_PACKETS = 32;
     static final int REATTACH_FIRST_MILLIS = 100;
     static final int REATTACH_MAX_MILLIS = 2000;
 
@@ -64,11 +69,20 @@ final class QueuePairLoop implements Runnable {
     private boolean backendLost;
     private long reattachAt;
     private int reattachDelayMillis;
+    /** How long to keep polling after work (0: never); see {@link #BUSY_ROUND_PACKETS}. */
+    private final long busyPollNanos;
+    /** Until when the loop polls the rings instead of asking for kicks and sleeping. */
+    private long pollUntil;
+    private boolean polling;
+    /** Chains the last {@link #serviceTx} call transmitted. */
+    private int txDone;
 
     QueuePairLoop(int pairIndex, DeviceQueue rxQueue, DeviceQueue txQueue, DeviceQueue ctrlQueue,
-                  NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands)
+                  NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands,
+                  long busyPollNanos)
             throws IOException {
         this.pairIndex = pairIndex;
+        this.busyPollNanos = busyPollNanos;
         this.rxQueue = rxQueue;
         this.txQueue = txQueue;
         this.ctrlQueue = ctrlQueue;
@@ -216,6 +230,8 @@ final class QueuePairLoop implements Runnable {
                 rxWaiting = false;
             }
             more = false;
+            polling = busyPollNanos > 0 && System.nanoTime() - pollUntil < 0;
+            txDone = 0;
             try {
                 if (tx != null && !txBroken) {
                     more |= serviceTx();
@@ -228,7 +244,7 @@ final class QueuePairLoop implements Runnable {
                     more |= !ctrlBroken && ctrl.ring().hasAvailable();
                 }
                 if (rx != null && !backendLost) {
-                    if (rxWaiting && (rxKicked || polled)) {
+                    if (rxWaiting && (rxKicked || polled || polling)) {
                         rxWaiting = false;
                     }
                     if (!rxWaiting) {
@@ -260,6 +276,7 @@ final class QueuePairLoop implements Runnable {
                 if (!backendLost && !backend.attached()) {
                     lose();
                 }
+                more |= keepPolling();
             } catch (IOException | RuntimeException e) {
                 // A bug or an unexpected backend failure must not kill the NIC: log it and keep serving.
                 LOG.log(System.Logger.Level.ERROR, "queue pair " + pairIndex + " loop error, continuing", e);
@@ -309,20 +326,49 @@ final class QueuePairLoop implements Runnable {
                 || (rx != null && (rxQueue.kick() == null && rxWaiting || backendFd < 0 && !rxWaiting));
     }
 
-    /** TX until empty, then ask for kicks and re-check (2.7.10). Returns true if work remains. */
+    /**
+     * TX until empty, then ask for kicks and re-check (2.7.10). Returns true if work remains. While {@link #polling}
+     * the kicks stay off: the loop comes back to the ring by itself, and a driver that need not kick saves a
+     * system call per refill.
+     */
     private boolean serviceTx() {
         SplitQueue ring = txQueue.ring();
         ring.setKickWanted(false);
         int n;
         do {
             n = tx.process(TX_BURST);
+            txDone += Math.max(n, 0);
         } while (n == TX_BURST);
         if (n < 0) {
             txBroken = true;
             return false;
         }
+        if (polling) {
+            return false;
+        }
         ring.setKickWanted(true);
         return ring.hasAvailable();
+    }
+
+    /**
+     * Whether the next round should come without waiting: after a round that found a backlog, and then as long
+     * as work keeps arriving within the busy-poll window. When the window closes, the round after this one asks
+     * for kicks again before the thread sleeps (serviceTx with polling off), so no kick can be missed.
+     */
+    private boolean keepPolling() {
+        if (busyPollNanos == 0) {
+            return false;
+        }
+        int work = txDone + (rx != null ? rx.delivered() : 0);
+        if (work >= BUSY_ROUND_PACKETS || polling && work > 0) {
+            pollUntil = System.nanoTime() + busyPollNanos;
+            return true;
+        }
+        if (polling) {
+            Thread.onSpinWait();
+            return true; // one more round: it re-arms the kicks if the window has closed meanwhile
+        }
+        return false;
     }
 
     private void armBackend(boolean armed) throws IOException {

@@ -61,6 +61,8 @@ final class RxPath {
     /** Frames and bytes of the current burst, added to the shared counters once per burst. */
     private long burstPackets;
     private long burstBytes;
+    /** Frames delivered by the last {@link #process} call. */
+    private int delivered;
     /** We asked the driver to kick when it adds RX buffers. */
     private boolean kickWanted;
     /** Set by {@link #gather} when the frame can never fit what the driver posts. */
@@ -84,6 +86,11 @@ final class RxPath {
         return ring;
     }
 
+    /** Frames the last {@link #process} call delivered to the driver. */
+    int delivered() {
+        return delivered;
+    }
+
     /** Receives up to {@code burst} frames; publishes used entries and notifies once at the end. */
     Result process(int burst) {
         if (kickWanted) {
@@ -105,6 +112,7 @@ final class RxPath {
             device.needsReset(queue.index(), e.getMessage());
             result = Result.BROKEN;
         }
+        delivered = (int) burstPackets;
         if (burstPackets != 0) {
             counters.rxPackets.add(burstPackets);
             counters.rxBytes.add(burstBytes);

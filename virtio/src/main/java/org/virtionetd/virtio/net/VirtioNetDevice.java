@@ -331,7 +331,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             return;
         }
         try {
-            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair], this, this);
+            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair], this, this,
+                    config.busyPollMicros() * 1000L);
             loops[pair] = l;
             l.start("virtio-net-pair-" + pair);
         } catch (IOException e) {

@@ -11,6 +11,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 /**
  * A device on in-memory backends, driven by the spec-driven test driver over memfd guest memory with two
@@ -25,8 +26,14 @@ final class NetFixture implements AutoCloseable {
     final VirtioNetDriver driver;
 
     NetFixture(long capabilities, int pairs, VirtioNetDriver.Options options) throws GuestMemoryException {
+        this(capabilities, pairs, options, UnaryOperator.identity());
+    }
+
+    /** With the device configuration adjusted by {@code configure} (e.g. busy polling). */
+    NetFixture(long capabilities, int pairs, VirtioNetDriver.Options options,
+               UnaryOperator<NetDeviceConfig.Builder> configure) throws GuestMemoryException {
         memory = MemfdGuestMemory.create(new long[] {0, REGION}, new long[] {REGION, REGION});
-        NetDeviceConfig config = NetDeviceConfig.builder().queuePairs(pairs).mtu(1500).build();
+        NetDeviceConfig config = configure.apply(NetDeviceConfig.builder().queuePairs(pairs).mtu(1500)).build();
         device = new VirtioNetDevice(config, p -> {
             InMemoryBackend b = new InMemoryBackend("mem" + p, capabilities);
             backends.add(b);

@@ -35,4 +35,18 @@ public final class Await {
             park = Math.min(park * 2, 2_000_000);
         }
     }
+
+    /**
+     * Checks that {@code condition} keeps holding for all of {@code period} (something must NOT happen); throws an
+     * AssertionError naming {@code what} and {@code seen} as soon as it stops holding.
+     */
+    public static void during(Duration period, BooleanSupplier condition, String what, Supplier<String> seen) {
+        long end = System.nanoTime() + period.toNanos();
+        do {
+            if (!condition.getAsBoolean()) {
+                throw new AssertionError("expected " + what + " for " + period.toMillis() + " ms; seen: " + seen.get());
+            }
+            LockSupport.parkNanos(1_000_000);
+        } while (System.nanoTime() - end < 0);
+    }
 }

@@ -72,6 +72,12 @@ public final class Main implements Callable<Integer> {
             description = "Largest queue size accepted, a power of two up to 32768 (default ${DEFAULT-VALUE}).")
     int queueSize;
 
+    @CommandLine.Option(names = "--busy-poll-us", paramLabel = "US", defaultValue = "50",
+            description = "After a round that found a backlog (a driver filling the ring faster than a kick can wake "
+                    + "the device), keep polling the rings for up to US microseconds of idleness before sleeping "
+                    + "again; 0 never polls (default ${DEFAULT-VALUE}).")
+    int busyPollMicros;
+
     @CommandLine.Option(names = "--control", paramLabel = "PATH",
             description = "Control socket for 'virtio-netd features' and 'stats' (mode 0600).")
     Path control;
@@ -197,7 +203,7 @@ public final class Main implements Callable<Integer> {
         String backendName;
         try {
             config = NetDeviceConfig.builder().mac(MacAddress.parse(d.mac())).mtu(mtu).queuePairs(queues)
-                    .maxQueueSize(queueSize).build();
+                    .maxQueueSize(queueSize).busyPollMicros(busyPollMicros).build();
             BackendFactory factory = Backends.parse(d.backend());
             // A switch port carries every offload itself (it segments only for a driver that did not accept
             // them), so --software-offload means nothing there.

@@ -1,0 +1,87 @@
+package org.virtionetd.virtio.net;
+
+import org.junit.jupiter.api.Test;
+import org.virtionetd.virtio.device.VirtioException;
+import org.virtionetd.virtio.testdriver.Await;
+import org.virtionetd.virtio.testdriver.Chain;
+import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Busy polling (NetDeviceConfig.busyPollMicros): after a round that found a backlog the queue pair keeps looking at
+ * its rings without kicks for the window; with polling off, chains published without a kick wait for one.
+ * The driver's kicks are swallowed here (its kick fd is taken away), so only polling can find the later chains.
+ */
+class BusyPollTest {
+    private static final int BACKLOG = QueuePairLoop.BUSY_ROUND_PACKETS + 8;
+
+    private static NetFixture fixture(int busyPollMicros) throws Exception {
+        NetFixture f = new NetFixture(0, 1, new VirtioNetDriver.Options(), b -> b.busyPollMicros(busyPollMicros));
+        try {
+            f.driver.start();
+        } catch (VirtioException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
+        return f;
+    }
+
+    /** Publishes a backlog without kicking, then one kick: the device takes all of it in one round. */
+    private static void backlogThenOneKick(NetFixture f) {
+        f.driver.transmitQueue(0).setKick(null);
+        List<Chain> chains = new ArrayList<>();
+        for (int i = 0; i < BACKLOG; i++) {
+            chains.add(f.driver.transmit(0, NetHeaderFields.none(), VirtioNetDeviceTest.frame(new byte[6], 60, i)));
+        }
+        f.driver.kick(VirtioNetDriver.transmitQueueIndex(0)).signal();
+        for (Chain c : chains) {
+            f.driver.awaitTransmitted(0, c);
+        }
+    }
+
+    @Test
+    void afterABacklogChainsPublishedWithoutAKickAreStillTransmitted() throws Exception {
+        try (NetFixture f = fixture(NetDeviceConfig.MAX_BUSY_POLL_MICROS)) {
+            backlogThenOneKick(f);
+            // Each chain comes well inside the window of the one before, so polling goes on from chain to chain.
+            for (int i = 0; i < 20; i++) {
+                f.driver.awaitTransmitted(0,
+                        f.driver.transmit(0, NetHeaderFields.none(), VirtioNetDeviceTest.frame(new byte[6], 60, 100 + i)));
+            }
+            assertThat(f.backend().sent()).hasSize(BACKLOG + 20);
+        }
+    }
+
+    @Test
+    void withoutPollingAChainPublishedWithoutAKickWaitsForOne() throws Exception {
+        try (NetFixture f = fixture(0)) {
+            backlogThenOneKick(f);
+            Chain late = f.driver.transmit(0, NetHeaderFields.none(), VirtioNetDeviceTest.frame(new byte[6], 60, 7));
+            Await.during(Duration.ofMillis(300), () -> f.backend().sent().size() == BACKLOG,
+                    "no transmission without a kick", () -> f.backend().sent().size() + " frames sent");
+            f.driver.kick(VirtioNetDriver.transmitQueueIndex(0)).signal();
+            f.driver.awaitTransmitted(0, late);
+            assertThat(f.backend().sent()).hasSize(BACKLOG + 1);
+        }
+    }
+
+    @Test
+    void pollingStopsWhenTrafficStopsAndKicksWakeTheDeviceAgain() throws Exception {
+        try (NetFixture f = fixture(2000)) {
+            backlogThenOneKick(f);
+            // Not a wait for a condition: the 2 ms window must run out, and nothing outside shows that it did.
+            Thread.sleep(100);
+            Chain late = f.driver.transmit(0, NetHeaderFields.none(), VirtioNetDeviceTest.frame(new byte[6], 60, 8));
+            Await.during(Duration.ofMillis(300), () -> f.backend().sent().size() == BACKLOG,
+                    "no transmission without a kick once polling stopped", () -> f.backend().sent().size() + " sent");
+            f.driver.kick(VirtioNetDriver.transmitQueueIndex(0)).signal();
+            f.driver.awaitTransmitted(0, late);
+        }
+    }
+}
