@@ -174,6 +174,10 @@ public final class Main implements Callable<Integer> {
                 specs.add(DeviceSpec.parse(d, MacAddress.format(m)));
             }
             checkQueues(queues);
+            if (busyPollMicros < 0 || busyPollMicros > NetDeviceConfig.MAX_BUSY_POLL_MICROS) {
+                throw new IllegalArgumentException("--busy-poll-us " + busyPollMicros + " is outside 0.."
+                        + NetDeviceConfig.MAX_BUSY_POLL_MICROS);
+            }
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }

@@ -71,4 +71,14 @@ class MainValidationTest {
         assertThat(r.exit()).isEqualTo(2);
         assertThat(r.err()).contains("1000");
     }
+
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void busyPollIsChecked(@TempDir Path dir) {
+        MainTest.Run r = run("--socket", dir.resolve("s.sock").toString(), "--backend", "null", "--busy-poll-us",
+                "-5");
+        assertThat(r.exit()).isEqualTo(2);
+        assertThat(r.err()).contains("--busy-poll-us -5 is outside 0..1000000");
+        assertThat(Files.exists(dir.resolve("s.sock"))).isFalse();
+    }
 }
