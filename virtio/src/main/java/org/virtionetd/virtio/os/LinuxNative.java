@@ -343,19 +343,36 @@ public final class LinuxNative {
      */
     public static void bindUnixAndListen(int fd, String path, int backlog) throws IOException {
         com.sun.jna.Memory address = unixAddress(path);
-        int r;
-        int e;
-        synchronized (LinuxNative.class) {
-            int old = Libc.umask(0177);
-            r = Libc.bind(fd, address, 2 + UNIX_PATH_MAX);
-            e = errno();
-            Libc.umask(old);
-        }
-        if (r != 0) {
-            throw failure("bind(unix socket " + path + ")", e);
+        int[] result = new int[2];
+        withPrivateUmask(() -> {
+            result[0] = Libc.bind(fd, address, 2 + UNIX_PATH_MAX);
+            result[1] = errno();
+        });
+        if (result[0] != 0) {
+            throw failure("bind(unix socket " + path + ")", result[1]);
         }
         if (Libc.listen(fd, backlog) != 0) {
             throw failure("listen(unix socket " + path + ")", errno());
+        }
+    }
+
+    /** Something that creates a file and may fail. */
+    public interface FileCreation {
+        void run() throws IOException;
+    }
+
+    /**
+     * Runs {@code create} with the umask narrowed to 0177, so that a socket file bound by code we do not control
+     * (the JDK's UNIX-domain channels) is born 0600 instead of being chmod-ed after a window in which it is not.
+     */
+    public static void withPrivateUmask(FileCreation create) throws IOException {
+        synchronized (LinuxNative.class) {
+            int old = Libc.umask(0177);
+            try {
+                create.run();
+            } finally {
+                Libc.umask(old);
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 package org.virtionetd.glue.control;
 
+import org.virtionetd.virtio.os.LinuxNative;
+
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
@@ -37,7 +39,8 @@ public final class ControlServer implements AutoCloseable {
         this.handlers = Map.copyOf(handlers);
         SocketFiles.prepare(path);
         this.server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-        server.bind(UnixDomainSocketAddress.of(path));
+        // Born 0600 (umask narrowed around bind), and set again in case the file system ignored the umask.
+        LinuxNative.withPrivateUmask(() -> server.bind(UnixDomainSocketAddress.of(path)));
         Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-------"));
         this.thread = new Thread(this::serve, "control-" + path.getFileName());
         thread.setDaemon(true);
