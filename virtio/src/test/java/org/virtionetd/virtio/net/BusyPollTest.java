@@ -1,7 +1,6 @@
 package org.virtionetd.virtio.net;
 
 import org.junit.jupiter.api.Test;
-import org.virtionetd.virtio.device.VirtioException;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
@@ -22,14 +21,7 @@ class BusyPollTest {
     private static final int BACKLOG = QueuePairLoop.BUSY_ROUND_PACKETS + 8;
 
     private static NetFixture fixture(int busyPollMicros) throws Exception {
-        NetFixture f = new NetFixture(0, 1, new VirtioNetDriver.Options(), b -> b.busyPollMicros(busyPollMicros));
-        try {
-            f.driver.start();
-        } catch (VirtioException | RuntimeException e) {
-            f.close();
-            throw e;
-        }
-        return f;
+        return NetFixture.started(0, new VirtioNetDriver.Options(), b -> b.busyPollMicros(busyPollMicros));
     }
 
     /** Publishes a backlog without kicking, then one kick: the device takes all of it in one round. */

@@ -43,7 +43,13 @@ final class NetFixture implements AutoCloseable {
     }
 
     static NetFixture started(long capabilities, VirtioNetDriver.Options options) throws Exception {
-        NetFixture f = new NetFixture(capabilities, 1, options);
+        return started(capabilities, options, UnaryOperator.identity());
+    }
+
+    /** One pair, the device configured by {@code configure}, the driver started. */
+    static NetFixture started(long capabilities, VirtioNetDriver.Options options,
+                              UnaryOperator<NetDeviceConfig.Builder> configure) throws Exception {
+        NetFixture f = new NetFixture(capabilities, 1, options, configure);
         try {
             f.driver.start();
         } catch (VirtioException | RuntimeException e) {
