@@ -83,6 +83,8 @@ final class QueuePairLoop implements Runnable {
             throws IOException {
         this.pairIndex = pairIndex;
         this.busyPollNanos = busyPollNanos;
+        // System.nanoTime() has an arbitrary origin (it may be negative): start with a window already closed.
+        this.pollUntil = System.nanoTime();
         this.rxQueue = rxQueue;
         this.txQueue = txQueue;
         this.ctrlQueue = ctrlQueue;
