@@ -7,6 +7,9 @@ Each case runs a DPDK virtio_user driver (testpmd, --no-huge) against a back-end
       anchor: testpmd net_vhost in rxonly mode, rate = its RX-packets over the window.
   rx  (device -> guest): the back-end fills the driver's RX ring; the driver counts (rxonly).
       virtio-netd: --backend null:source=SIZE; anchor: net_vhost in txonly mode; rate = driver's RX-packets.
+  tap (guest -> tap): the driver sends (txonly); the back-end writes every packet to a tap in a namespace of
+      its own. virtio-netd: --backend tap:vndpps0; anchor: testpmd's net_vhost port forwarding (io mode) to its
+      net_tap port. Rate = the tap's rx_packets as the kernel counts them, the same counter for both.
 Every process started here is stopped and /var/run/dpdk/<prefix> removed, also on failure.
 """
 import json
@@ -22,6 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JAR = os.path.join(ROOT, "vmm-glue", "target", "virtio-netd.jar")
+TAP = "vndpps0"
 
 
 def log(msg):
@@ -31,13 +35,17 @@ def log(msg):
 class TestPmd:
     """An interactive dpdk-testpmd fed through stdin; output collected in a file."""
 
-    def __init__(self, prefix, lcores, vdev, mode, workdir, size):
+    def __init__(self, prefix, lcores, vdev, mode, workdir, size, netns=None):
         self.prefix = prefix
         self.out_path = os.path.join(workdir, prefix + ".log")
         self.out = open(self.out_path, "w+")
+        vdevs = []
+        for v in vdev if isinstance(vdev, list) else [vdev]:
+            vdevs += ["--vdev", v]
         # stdbuf: testpmd writes through stdio, fully buffered into a file otherwise.
-        cmd = ["stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256", "--no-pci",
-               "--file-prefix=" + prefix, "--vdev", vdev, "--", "-i", "--forward-mode=" + mode,
+        cmd = (["ip", "netns", "exec", netns] if netns else []) + [
+               "stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256", "--no-pci",
+               "--file-prefix=" + prefix] + vdevs + ["--", "-i", "--forward-mode=" + mode,
                "--nb-cores=1", "--total-num-mbufs=32768"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
@@ -93,7 +101,7 @@ class TestPmd:
 class Device:
     """virtio-netd on a null backend, with a control socket for its counters."""
 
-    def __init__(self, workdir, backend):
+    def __init__(self, workdir, backend, netns=None):
         self.sock = os.path.join(workdir, "vnd.sock")
         self.ctl = os.path.join(workdir, "vnd.ctl")
         self.log_path = os.path.join(workdir, "device.log")
@@ -101,7 +109,8 @@ class Device:
         for p in (self.sock, self.ctl):
             if os.path.exists(p):
                 os.unlink(p)
-        self.proc = subprocess.Popen(["java", "-jar", JAR, "--socket", self.sock, "--backend", backend,
+        self.proc = subprocess.Popen((["ip", "netns", "exec", netns] if netns else []) +
+                                     ["java", "-jar", JAR, "--socket", self.sock, "--backend", backend,
                                       "--control", self.ctl], stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.time() + 30
@@ -128,31 +137,60 @@ class Device:
         self.log.close()
 
 
+class Netns:
+    """A network namespace of its own for the tap case; removed (with its taps) on close."""
+
+    def __init__(self):
+        self.name = "vndpps-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+
+    def run(self, *cmd):
+        return subprocess.run(["ip", "netns", "exec", self.name] + list(cmd), check=True, capture_output=True,
+                              text=True).stdout
+
+    def stop(self):
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+
+
 def run_case(direction, size, seconds, ours, workdir):
     """Returns the rate in Mpps of one case."""
     sock = os.path.join(workdir, "vhost.sock")
-    backend_pmd = device = driver = None
+    backend_pmd = device = driver = ns = None
     try:
+        if direction == "tap":
+            ns = Netns()
         if ours:
-            device = Device(workdir, "null" if direction == "tx" else "null:source=%d" % size)
+            if direction == "tap":
+                ns.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
+                ns.run("ip", "link", "set", TAP, "up")
+                device = Device(workdir, "tap:" + TAP, ns.name)
+            else:
+                device = Device(workdir, "null" if direction == "tx" else "null:source=%d" % size)
             sock = device.sock
         else:
             if os.path.exists(sock):
                 os.unlink(sock)
-            backend_pmd = TestPmd("vndbenchA", "0@0,1@1", "net_vhost0,iface=%s,queues=1" % sock,
-                                  "rxonly" if direction == "tx" else "txonly", workdir, size)
+            vdev = "net_vhost0,iface=%s,queues=1" % sock
+            mode = "rxonly" if direction == "tx" else "txonly"
+            if direction == "tap":
+                vdev = [vdev, "net_tap0,iface=" + TAP]
+                mode = "io"
+            backend_pmd = TestPmd("vndbenchA", "0@0,1@1", vdev, mode, workdir, size, ns.name if ns else None)
             backend_pmd.wait_for(r"testpmd>", 60, "prompt")
             if direction == "rx":
                 backend_pmd.send("set txpkts %d" % size)
             backend_pmd.send("start")
         driver = TestPmd("vndbenchB", "0@1,1@0", "net_virtio_user0,path=%s,queues=1" % sock,
-                         "txonly" if direction == "tx" else "rxonly", workdir, size)
+                         "rxonly" if direction == "rx" else "txonly", workdir, size)
         driver.wait_for(r"testpmd>", 60, "prompt")
-        if direction == "tx":
+        if direction != "rx":
             driver.send("set txpkts %d" % size)
         driver.send("start")
         time.sleep(2)  # warm-up: JIT, ring fill; the window below is what counts
-        if direction == "tx":
+        if direction == "tap":
+            read = lambda: int(ns.run("cat", "/sys/class/net/%s/statistics/rx_packets" % TAP))
+        elif direction == "tx":
             read = (lambda: device.counter("tx_packets")) if ours else (lambda: backend_pmd.counter("RX-packets"))
         else:
             read = lambda: driver.counter("RX-packets")
@@ -163,7 +201,7 @@ def run_case(direction, size, seconds, ours, workdir):
         t1 = time.time()
         return (c1 - c0) / (t1 - t0) / 1e6
     finally:
-        for p in (driver, backend_pmd, device):
+        for p in (driver, backend_pmd, device, ns):
             if p is not None:
                 p.stop()
 
@@ -172,7 +210,7 @@ def main():
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64,1500")
-    ap.add_argument("--directions", default="tx,rx")
+    ap.add_argument("--directions", default="tx,rx,tap")
     ap.add_argument("--time", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
