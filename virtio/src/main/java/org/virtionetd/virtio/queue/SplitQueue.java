@@ -134,19 +134,19 @@ public final class SplitQueue {
         // The ring indices are accessed atomically (acquire/release), which needs them aligned in this process
         // too. Guest-physical alignment is not enough: a front-end may map a region at an mmap_offset that is not
         // a multiple of 4 (QEMU never does; a hostile or buggy one may), which shifts every address of it.
-        ByteBuffer ac = mem.chunk(GuestMemory.chunkId(a));
-        ByteBuffer uc = mem.chunk(GuestMemory.chunkId(u));
-        if (ac.alignmentOffset(GuestMemory.offset(a), AVAIL_ALIGN) != 0
-                || uc.alignmentOffset(GuestMemory.offset(u), USED_ALIGN) != 0) {
+        ByteBuffer availChunk = mem.chunk(GuestMemory.chunkId(a));
+        ByteBuffer usedChunk = mem.chunk(GuestMemory.chunkId(u));
+        if (availChunk.alignmentOffset(GuestMemory.offset(a), AVAIL_ALIGN) != 0
+                || usedChunk.alignmentOffset(GuestMemory.offset(u), USED_ALIGN) != 0) {
             return String.format("rings avail=0x%x used=0x%x are aligned in guest memory but not where their region"
                     + " is mapped (region mmap offset not a multiple of 4)", availAddress, usedAddress);
         }
         this.memory = mem;
         this.desc = mem.chunk(GuestMemory.chunkId(d));
         this.descBase = GuestMemory.offset(d);
-        this.avail = mem.chunk(GuestMemory.chunkId(a));
+        this.avail = availChunk;
         this.availBase = GuestMemory.offset(a);
-        this.used = mem.chunk(GuestMemory.chunkId(u));
+        this.used = usedChunk;
         this.usedBase = GuestMemory.offset(u);
         return null;
     }
