@@ -520,8 +520,28 @@ public final class VirtioNetDriver implements AutoCloseable {
 
     /** Places header + frame on transmitq(pair) in the given shape, publishes and kicks if due. */
     public Chain transmit(int pair, NetHeaderFields header, byte[] frame, TxShape shape) {
-        SplitQueueDriver q = transmitQueue(pair);
         reapTransmitted(pair);
+        Chain c = place(pair, header, frame, shape);
+        transmitQueue(pair).publish();
+        return c;
+    }
+
+    /**
+     * Places every frame on transmitq(pair), then makes them all available with one avail.idx update and kicks if
+     * due: a driver batching its transmissions (Linux does with xmit_more). The device sees none or all of them.
+     */
+    public List<Chain> transmitBatch(int pair, NetHeaderFields header, List<byte[]> frames) {
+        reapTransmitted(pair);
+        List<Chain> chains = new ArrayList<>();
+        for (byte[] frame : frames) {
+            chains.add(place(pair, header, frame, TxShape.simple()));
+        }
+        transmitQueue(pair).publish();
+        return chains;
+    }
+
+    private Chain place(int pair, NetHeaderFields header, byte[] frame, TxShape shape) {
+        SplitQueueDriver q = transmitQueue(pair);
         byte[] hdr = header.encode(headerLength);
         List<byte[]> pieces = split(frame, shape.framePieces);
         List<Buffer> bufs = new ArrayList<>();
@@ -534,9 +554,7 @@ public final class VirtioNetDriver implements AutoCloseable {
             Buffer b = Buffer.readable(pieces.get(i));
             bufs.add(i == 0 && shape.acrossRegions && pieces.get(i).length >= 2 ? b.acrossRegionBoundary() : b);
         }
-        Chain c = shape.indirect ? q.placeChain(List.of(), bufs) : q.placeChain(bufs, List.of());
-        q.publish();
-        return c;
+        return shape.indirect ? q.placeChain(List.of(), bufs) : q.placeChain(bufs, List.of());
     }
 
     /** Reads transmitq(pair)'s used ring, frees the returned chains' buffers; returns how many came back. */
