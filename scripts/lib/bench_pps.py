@@ -28,6 +28,11 @@ JAR = os.path.join(ROOT, "vmm-glue", "target", "virtio-netd.jar")
 TAP = "vndpps0"
 
 
+def in_netns(netns, cmd):
+    """cmd, run inside network namespace netns when one is given."""
+    return (["ip", "netns", "exec", netns] if netns else []) + cmd
+
+
 def log(msg):
     print(time.strftime("%H:%M:%S") + " [bench pps] " + msg, file=sys.stderr, flush=True)
 
@@ -43,10 +48,9 @@ class TestPmd:
         for v in vdev if isinstance(vdev, list) else [vdev]:
             vdevs += ["--vdev", v]
         # stdbuf: testpmd writes through stdio, fully buffered into a file otherwise.
-        cmd = (["ip", "netns", "exec", netns] if netns else []) + [
-               "stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256", "--no-pci",
-               "--file-prefix=" + prefix] + vdevs + ["--", "-i", "--forward-mode=" + mode,
-               "--nb-cores=1", "--total-num-mbufs=32768"]
+        cmd = in_netns(netns, ["stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256",
+                               "--no-pci", "--file-prefix=" + prefix] + vdevs
+                       + ["--", "-i", "--forward-mode=" + mode, "--nb-cores=1", "--total-num-mbufs=32768"])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.size = size
@@ -109,10 +113,9 @@ class Device:
         for p in (self.sock, self.ctl):
             if os.path.exists(p):
                 os.unlink(p)
-        self.proc = subprocess.Popen((["ip", "netns", "exec", netns] if netns else []) +
-                                     ["java", "-jar", JAR, "--socket", self.sock, "--backend", backend,
-                                      "--control", self.ctl], stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(in_netns(netns, ["java", "-jar", JAR, "--socket", self.sock, "--backend",
+                                                      backend, "--control", self.ctl]),
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
         while not (os.path.exists(self.sock) and os.path.exists(self.ctl)):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -138,7 +141,7 @@ class Device:
 
 
 class Netns:
-    """A network namespace of its own for the tap case; removed (with its taps) on close."""
+    """A network namespace of its own for the tap case; removed (with its taps) by stop()."""
 
     def __init__(self):
         self.name = "vndpps-%d" % os.getpid()
@@ -146,8 +149,7 @@ class Netns:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
 
     def run(self, *cmd):
-        return subprocess.run(["ip", "netns", "exec", self.name] + list(cmd), check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(in_netns(self.name, list(cmd)), check=True, capture_output=True, text=True).stdout
 
     def stop(self):
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
