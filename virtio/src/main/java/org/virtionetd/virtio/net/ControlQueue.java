@@ -3,9 +3,8 @@ package org.virtionetd.virtio.net;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.memory.GuestMemoryException;
 import org.virtionetd.virtio.queue.DescriptorChain;
-import org.virtionetd.virtio.queue.DeviceQueue;
 import org.virtionetd.virtio.queue.QueueException;
-import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 /**
  * The control virtqueue (5.1.6.5): each chain holds {@code u8 class, u8 command, data...} device-readable and one
@@ -23,61 +22,52 @@ final class ControlQueue {
     /** The largest command we read: a MAC table of a few thousand entries. */
     private static final int MAX_COMMAND = 64 * 1024;
 
-    private final DeviceQueue queue;
-    private final SplitQueue ring;
+    private final Virtqueue queue;
     private final DescriptorChain chain;
     private final NetCounters counters;
     private final DeviceContext device;
     private final ControlCommands commands;
 
-    ControlQueue(DeviceQueue queue, NetCounters counters, DeviceContext device, ControlCommands commands) {
+    ControlQueue(Virtqueue queue, NetCounters counters, DeviceContext device, ControlCommands commands) {
         this.queue = queue;
-        this.ring = queue.ring();
-        this.chain = new DescriptorChain(ring.size());
+        this.chain = new DescriptorChain(queue.size());
         this.counters = counters;
         this.device = device;
         this.commands = commands;
     }
 
-    SplitQueue ring() {
-        return ring;
-    }
-
-    /** Handles every available command; returns false if the ring is unusable. */
+    /** Handles every available command; returns false if the ring is unusable (NEEDS_RESET was set). */
     boolean process() {
         boolean any = false;
         boolean ok = true;
-        try {
-            int n = ring.available();
-            for (int i = 0; i < n; i++) {
-                int head = ring.pop();
-                ring.addUsed(head, handle(head));
-                any = true;
+        while (true) {
+            try {
+                if (!queue.pop(chain)) {
+                    break;
+                }
+                queue.addUsed(chain, handle());
+            } catch (QueueException e) {
+                if (e.kind().fatal()) {
+                    counters.needsReset.increment();
+                    device.needsReset(queue.index(), e.getMessage());
+                    ok = false;
+                    break;
+                }
+                counters.invalidChains.increment();
+                device.logOnce().warn("ctrl-chain-" + e.kind(), "control queue: " + e.getMessage());
+                queue.addUsed(chain, 0);
             }
-        } catch (QueueException e) {
-            counters.needsReset.increment();
-            device.needsReset(queue.index(), e.getMessage());
-            ok = false;
+            any = true;
         }
         if (any) {
-            ring.publishUsed();
-            if (ring.needsNotification()) {
-                counters.notifications.increment();
-                queue.notifier().notifyUsed();
-            }
+            queue.publishUsedAndNotify(counters);
         }
         return ok;
     }
 
-    /** Executes one command; returns the used length (1 when the ack was written, 0 for a malformed chain). */
-    private int handle(int head) {
-        try {
-            ring.walk(head, chain);
-        } catch (QueueException e) {
-            counters.invalidChains.increment();
-            device.logOnce().warn("ctrl-chain-" + e.kind(), "control queue: " + e.getMessage());
-            return 0;
-        }
+    /** Executes the command of the chain just popped; returns the used length (1: ack written, 0: malformed). */
+    private int handle() {
+        int head = chain.head();
         int writable = chain.count() - chain.readableCount();
         long readable = chain.readableBytes();
         if (writable == 0 || readable < 2 || readable > MAX_COMMAND) {
@@ -86,7 +76,7 @@ final class ControlQueue {
                     + " readable bytes and " + writable + " writable descriptors; expected class, command and an ack");
             return 0;
         }
-        GuestMemory memory = ring.memory();
+        GuestMemory memory = queue.memory();
         byte[] cmd = new byte[(int) readable];
         int at = 0;
         try {

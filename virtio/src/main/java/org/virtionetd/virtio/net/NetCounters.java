@@ -1,5 +1,7 @@
 package org.virtionetd.virtio.net;
 
+import org.virtionetd.virtio.queue.NotificationCounters;
+
 import java.util.Map;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -7,7 +9,7 @@ import java.util.concurrent.atomic.LongAdder;
  * Named counters of one queue pair (Firecracker's metrics.rs idea): written by the pair's event-loop thread,
  * read by anyone (stats command, tests). Names are the field names in snake_case.
  */
-public final class NetCounters {
+public final class NetCounters implements NotificationCounters {
     public final LongAdder txPackets = new LongAdder();
     public final LongAdder txBytes = new LongAdder();
     /** The backend refused or dropped a packet. */
@@ -38,6 +40,16 @@ public final class NetCounters {
     public final LongAdder notificationsSuppressed = new LongAdder();
     public final LongAdder controlOk = new LongAdder();
     public final LongAdder controlErr = new LongAdder();
+
+    @Override
+    public void notified() {
+        notifications.increment();
+    }
+
+    @Override
+    public void suppressed() {
+        notificationsSuppressed.increment();
+    }
 
     /** All counters by snake_case name, in declaration order. */
     public Map<String, Long> snapshot() {

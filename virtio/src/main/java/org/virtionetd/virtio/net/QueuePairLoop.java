@@ -3,13 +3,13 @@ package org.virtionetd.virtio.net;
 import org.virtionetd.virtio.os.Epoll;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.os.LinuxNative;
-import org.virtionetd.virtio.queue.DeviceQueue;
-import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
 
 /**
- * The event loop of one queue pair (design card: one thread per pair). It waits with epoll on the kicks of its
+ * The event loop of one queue pair: one thread per pair, so that each virtqueue has a single owner while it runs
+ * and no lock is taken on the data path (docs/architecture.md). It waits with epoll on the kicks of its
  * queues, the backend's readiness fd and a wake-up eventfd, and then works in bursts: TX until the ring is empty
  * (re-enabling kicks and re-checking before sleeping, 2.7.10), RX until the backend is empty or the driver has no
  * buffers (then the backend fd is left out of epoll until the driver kicks the RX queue).
@@ -45,9 +45,9 @@ final class QueuePairLoop implements Runnable {
     static final int REATTACH_MAX_MILLIS = 2000;
 
     private final int pairIndex;
-    private final DeviceQueue rxQueue;
-    private final DeviceQueue txQueue;
-    private final DeviceQueue ctrlQueue;
+    private final Virtqueue rxQueue;
+    private final Virtqueue txQueue;
+    private final Virtqueue ctrlQueue;
     private final RxPath rx;
     private final TxPath tx;
     private final ControlQueue ctrl;
@@ -77,7 +77,7 @@ final class QueuePairLoop implements Runnable {
     /** Chains the last {@link #serviceTx} call transmitted. */
     private int txDone;
 
-    QueuePairLoop(int pairIndex, DeviceQueue rxQueue, DeviceQueue txQueue, DeviceQueue ctrlQueue,
+    QueuePairLoop(int pairIndex, Virtqueue rxQueue, Virtqueue txQueue, Virtqueue ctrlQueue,
                   NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands,
                   long busyPollNanos)
             throws IOException {
@@ -127,7 +127,7 @@ final class QueuePairLoop implements Runnable {
         }
     }
 
-    private void addKick(DeviceQueue q, long tag) throws IOException {
+    private void addKick(Virtqueue q, long tag) throws IOException {
         if (q != null && q.kick() != null) {
             epoll.add(q.kick().fd(), LinuxNative.EPOLLIN, tag);
         }
@@ -242,8 +242,8 @@ final class QueuePairLoop implements Runnable {
                     ctrlBroken = !ctrl.process();
                     // Ask for the next kick only after consuming: with EVENT_IDX, avail_event must name the
                     // index after what we took, or the driver's next command would not kick (2.7.10).
-                    ctrl.ring().setKickWanted(true);
-                    more |= !ctrlBroken && ctrl.ring().hasAvailable();
+                    boolean arrived = ctrlQueue.enableNotification();
+                    more |= !ctrlBroken && arrived;
                 }
                 if (rx != null && !backendLost) {
                     if (rxWaiting && (rxKicked || polled || polling)) {
@@ -334,8 +334,7 @@ final class QueuePairLoop implements Runnable {
      * system call per refill.
      */
     private boolean serviceTx() {
-        SplitQueue ring = txQueue.ring();
-        ring.setKickWanted(false);
+        txQueue.disableNotification();
         int n;
         do {
             n = tx.process(TX_BURST);
@@ -348,8 +347,7 @@ final class QueuePairLoop implements Runnable {
         if (polling) {
             return false;
         }
-        ring.setKickWanted(true);
-        return ring.hasAvailable();
+        return txQueue.enableNotification();
     }
 
     /**

@@ -2,9 +2,8 @@ package org.virtionetd.virtio.net;
 
 import org.virtionetd.virtio.memory.DirtyLog;
 import org.virtionetd.virtio.queue.DescriptorChain;
-import org.virtionetd.virtio.queue.DeviceQueue;
 import org.virtionetd.virtio.queue.QueueException;
-import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -40,8 +39,7 @@ final class RxPath {
     private static final int MAX_SLICES = 512;
     private static final int MAX_CHAIN_DESCRIPTORS = 256;
 
-    private final DeviceQueue queue;
-    private final SplitQueue ring;
+    private final Virtqueue queue;
     private final int pairIndex;
     private final NetBackend backend;
     private final NetCounters counters;
@@ -68,22 +66,17 @@ final class RxPath {
     /** Set by {@link #gather} when the frame can never fit what the driver posts. */
     private boolean tooBig;
 
-    RxPath(DeviceQueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device) {
+    RxPath(Virtqueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device) {
         this.queue = queue;
-        this.ring = queue.ring();
         this.pairIndex = pairIndex;
         this.backend = backend;
         this.counters = counters;
         this.device = device;
-        this.reader = new ChainReader(ring.memory(), MAX_SLICES);
-        int cap = Math.min(ring.size(), MAX_CHAIN_DESCRIPTORS);
+        this.reader = new ChainReader(queue.memory(), MAX_SLICES);
+        int cap = Math.min(queue.size(), MAX_CHAIN_DESCRIPTORS);
         for (int i = 0; i < MAX_CHAINS; i++) {
             pending[i] = new DescriptorChain(cap);
         }
-    }
-
-    SplitQueue ring() {
-        return ring;
     }
 
     /** Frames the last {@link #process} call delivered to the driver. */
@@ -96,7 +89,7 @@ final class RxPath {
         if (kickWanted) {
             // Buffers came (or we look again): the driver need not kick for every refill while we are busy
             // (2.7.10); a driver that posts buffers and kicks needlessly pays a system call each time.
-            ring.setKickWanted(false);
+            queue.disableNotification();
             kickWanted = false;
         }
         Result result = Result.MORE;
@@ -121,13 +114,7 @@ final class RxPath {
         }
         if (usedSinceNotify) {
             usedSinceNotify = false;
-            ring.publishUsed();
-            if (ring.needsNotification()) {
-                counters.notifications.increment();
-                queue.notifier().notifyUsed();
-            } else {
-                counters.notificationsSuppressed.increment();
-            }
+            queue.publishUsedAndNotify(counters);
         }
         return result;
     }
@@ -159,9 +146,8 @@ final class RxPath {
             }
             // 2.7.10: ask for a kick, then look again: a buffer added before the driver saw the request is
             // seen here, one added after makes the driver kick.
-            ring.setKickWanted(true);
             kickWanted = true;
-            if (ring.hasAvailable()) {
+            if (queue.enableNotification()) {
                 return Result.MORE;
             }
             counters.rxWaitedForBuffers.increment();
@@ -204,31 +190,27 @@ final class RxPath {
 
     /** Takes chains until they can hold {@code length} bytes. False: wait for buffers, or {@link #tooBig}. */
     private boolean gather(int length, boolean mergeable, int hdrLen) throws QueueException {
-        int avail = -1;
         while (mergeable ? pendingCapacity < length : pendingCount == 0) {
-            if (pendingCount == MAX_CHAINS || pendingCount == ring.size()) {
+            if (pendingCount == MAX_CHAINS || pendingCount == queue.size()) {
                 tooBig = true;
                 return false;
             }
-            if (avail <= 0) {
-                avail = ring.available();
-                if (avail == 0) {
-                    return false;
-                }
-            }
-            int head = ring.pop();
-            avail--;
             DescriptorChain c = pending[pendingCount];
             String bad = null;
             try {
-                ring.walk(head, c);
+                if (!queue.pop(c)) {
+                    return false;
+                }
                 if (c.readableCount() != 0) {
-                    bad = "chain " + head + " has device-readable descriptors";
+                    bad = "chain " + c.head() + " has device-readable descriptors";
                 } else if (c.writableBytes() < hdrLen) {
-                    bad = "chain " + head + " holds " + c.writableBytes() + " bytes, less than the "
+                    bad = "chain " + c.head() + " holds " + c.writableBytes() + " bytes, less than the "
                             + hdrLen + "-byte header";
                 }
             } catch (QueueException e) {
+                if (e.kind().fatal()) {
+                    throw e;
+                }
                 device.logOnce().warn("rx-chain-" + e.kind(), "RX queue " + queue.index() + ": " + e.getMessage());
                 bad = "";
             }
@@ -237,7 +219,7 @@ final class RxPath {
                     device.logOnce().warn("rx-bad-chain", "RX queue " + queue.index() + ": " + bad);
                 }
                 counters.invalidChains.increment();
-                ring.addUsed(head, 0);
+                queue.addUsed(c, 0);
                 usedSinceNotify = true;
                 if (pendingCount > 0) {
                     pendingContiguous = false;
@@ -361,14 +343,14 @@ final class RxPath {
     private void complete(int n, int hdrLen, boolean mergeable) {
         int remaining = n;
         int used = 0;
-        DirtyLog log = ring.memory().dirtyLog();
+        DirtyLog log = queue.memory().dirtyLog();
         while (remaining > 0 && used < pendingCount) {
             DescriptorChain c = pending[used];
             int take = (int) Math.min(c.writableBytes(), remaining);
             if (log != DirtyLog.NONE) {
                 markWritten(c, take);
             }
-            ring.addUsed(c.head(), take);
+            queue.addUsed(c, take);
             remaining -= take;
             used++;
             if (!mergeable) {
@@ -401,7 +383,7 @@ final class RxPath {
     private void markWritten(DescriptorChain c, long bytes) {
         for (int i = c.readableCount(); i < c.count() && bytes > 0; i++) {
             long len = Math.min(c.length(i) & 0xffffffffL, bytes);
-            ring.memory().markDirty(c.address(i), len);
+            queue.memory().markDirty(c.address(i), len);
             bytes -= len;
         }
     }
@@ -415,12 +397,12 @@ final class RxPath {
             return;
         }
         if (pendingContiguous) {
-            ring.unpop(pendingCount);
+            queue.giveBack(pendingCount);
         } else {
             for (int i = 0; i < pendingCount; i++) {
-                ring.addUsed(pending[i].head(), 0);
+                queue.addUsed(pending[i], 0);
             }
-            ring.publishUsed();
+            queue.publishUsedAndNotify(counters);
         }
         pendingCount = 0;
         pendingCapacity = 0;

@@ -1,9 +1,8 @@
 package org.virtionetd.virtio.net;
 
 import org.virtionetd.virtio.queue.DescriptorChain;
-import org.virtionetd.virtio.queue.DeviceQueue;
 import org.virtionetd.virtio.queue.QueueException;
-import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
 
@@ -17,8 +16,7 @@ final class TxPath {
     static final int MAX_FRAME = 65535 + 14 + 8;
     private static final int MAX_SLICES = 256;
 
-    private final DeviceQueue queue;
-    private final SplitQueue ring;
+    private final Virtqueue queue;
     private final NetBackend backend;
     private final NetCounters counters;
     private final DeviceContext device;
@@ -30,15 +28,14 @@ final class TxPath {
     private long burstPackets;
     private long burstBytes;
 
-    TxPath(DeviceQueue queue, NetBackend backend, NetCounters counters, DeviceContext device) {
+    TxPath(Virtqueue queue, NetBackend backend, NetCounters counters, DeviceContext device) {
         this.queue = queue;
         this.queueIndex = queue.index();
-        this.ring = queue.ring();
         this.backend = backend;
         this.counters = counters;
         this.device = device;
-        this.chain = new DescriptorChain(ring.size());
-        this.reader = new ChainReader(ring.memory(), MAX_SLICES);
+        this.chain = new DescriptorChain(queue.size());
+        this.reader = new ChainReader(queue.memory(), MAX_SLICES);
     }
 
     /**
@@ -50,19 +47,27 @@ final class TxPath {
         // Read once per burst: both change only while the queues are stopped (feature negotiation).
         int hdrLen = device.headerLength();
         long negotiated = device.negotiated();
-        try {
-            int avail = ring.available();
-            int n = Math.min(avail, burst);
-            for (int i = 0; i < n; i++) {
-                int head = ring.pop();
-                transmit(head, hdrLen, negotiated);
+        while (done < burst) {
+            try {
+                if (!queue.pop(chain)) {
+                    break;
+                }
+            } catch (QueueException e) {
+                if (e.kind().fatal()) {
+                    // The ring itself lies, so nothing can be returned safely.
+                    counters.needsReset.increment();
+                    device.needsReset(queueIndex, e.getMessage());
+                    done = -1;
+                    break;
+                }
+                counters.invalidChains.increment();
+                device.logOnce().warn("tx-chain-" + e.kind(), "TX queue " + queueIndex + ": " + e.getMessage());
+                queue.addUsed(chain, 0);
                 done++;
+                continue;
             }
-        } catch (QueueException e) {
-            // Only fatal kinds escape transmit(): the ring itself lies, so nothing can be returned safely.
-            counters.needsReset.increment();
-            device.needsReset(queueIndex, e.getMessage());
-            done = -1;
+            transmit(hdrLen, negotiated);
+            done++;
         }
         if (burstPackets != 0) {
             counters.txPackets.add(burstPackets);
@@ -71,26 +76,14 @@ final class TxPath {
             burstBytes = 0;
         }
         if (done != 0) {
-            ring.publishUsed();
-            if (ring.needsNotification()) {
-                counters.notifications.increment();
-                queue.notifier().notifyUsed();
-            } else {
-                counters.notificationsSuppressed.increment();
-            }
+            queue.publishUsedAndNotify(counters);
         }
         return done;
     }
 
-    private void transmit(int head, int hdrLen, long negotiated) {
-        try {
-            ring.walk(head, chain);
-        } catch (QueueException e) {
-            counters.invalidChains.increment();
-            device.logOnce().warn("tx-chain-" + e.kind(), "TX queue " + queueIndex + ": " + e.getMessage());
-            ring.addUsed(head, 0);
-            return;
-        }
+    /** Hands the frame of the chain just popped to the backend and returns the chain. */
+    private void transmit(int hdrLen, long negotiated) {
+        int head = chain.head();
         long readable = chain.readableBytes();
         if (chain.readableCount() != chain.count() || readable < hdrLen || readable - hdrLen > MAX_FRAME) {
             counters.txBadChain.increment();
@@ -98,14 +91,14 @@ final class TxPath {
                     + readable + " readable bytes and " + (chain.count() - chain.readableCount())
                     + " writable descriptors; expected a " + hdrLen + "-byte header and at most " + MAX_FRAME
                     + " frame bytes, all device-readable");
-            ring.addUsed(head, 0);
+            queue.addUsed(chain, 0);
             return;
         }
         packet.reset(hdrLen, true);
         // The header is copied so that the guest cannot change it between validation and use.
         if (!reader.copyPrefix(chain, packet.headerBuffer(), hdrLen)) {
             counters.txBadChain.increment();
-            ring.addUsed(head, 0);
+            queue.addUsed(chain, 0);
             return;
         }
         if (hdrLen == VirtioNetHeader.LENGTH_MRG) {
@@ -116,7 +109,7 @@ final class TxPath {
             counters.txBadChain.increment();
             device.logOnce().warn("tx-too-many-slices", "TX queue " + queueIndex + ": chain " + head
                     + " needs more than " + MAX_SLICES + " buffer pieces");
-            ring.addUsed(head, 0);
+            queue.addUsed(chain, 0);
             return;
         }
         for (int i = 1; i <= views; i++) {
@@ -128,7 +121,7 @@ final class TxPath {
             counters.txBadHeader.increment();
             device.logOnce().warn("tx-header-" + verdict, "TX queue " + queueIndex + ": dropped a packet whose "
                     + packet.header() + " breaks rule " + verdict + " (frame " + packet.frameLength() + " bytes)");
-            ring.addUsed(head, 0);
+            queue.addUsed(chain, 0);
             return;
         }
         int frameLength = packet.frameLength();
@@ -144,6 +137,6 @@ final class TxPath {
             device.logOnce().warn("tx-backend-error", "TX queue " + queueIndex + ": backend " + backend.name()
                     + " failed to send: " + e);
         }
-        ring.addUsed(head, 0);
+        queue.addUsed(chain, 0);
     }
 }

@@ -7,9 +7,8 @@ import org.virtionetd.virtio.device.VirtioException;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.os.EventFd;
-import org.virtionetd.virtio.queue.DeviceQueue;
 import org.virtionetd.virtio.queue.Notifier;
-import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -35,7 +34,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     private final NetDeviceConfig config;
     private final NetBackend[] backends;
     private final NetCounters[] counters;
-    private final DeviceQueue[] queues;
+    private final Virtqueue[] queues;
     private final QueuePairLoop[] loops;
     private final long offered;
     private final int pairs;
@@ -74,9 +73,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             counters[p] = new NetCounters();
         }
         this.offered = FeatureRules.offered(backends[0].capabilities(), pairs);
-        this.queues = new DeviceQueue[2 * pairs + 1];
+        this.queues = new Virtqueue[2 * pairs + 1];
         for (int i = 0; i < queues.length; i++) {
-            queues[i] = new DeviceQueue(i);
+            queues[i] = new Virtqueue(i);
         }
         this.loops = new QueuePairLoop[pairs];
         this.mac = config.mac();
@@ -216,7 +215,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return memory;
     }
 
-    private DeviceQueue queue(int index) throws VirtioException {
+    private Virtqueue queue(int index) throws VirtioException {
         if (index < 0 || index >= queues.length) {
             throw new VirtioException(VirtioException.Kind.QUEUE_INDEX,
                     "queue index " + index + " is outside 0.." + (queues.length - 1));
@@ -226,8 +225,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void setQueue(int index, int size, long desc, long avail, long used) throws VirtioException {
-        DeviceQueue q = queue(index);
-        if (!SplitQueue.validSize(size) || size > config.maxQueueSize()) {
+        Virtqueue q = queue(index);
+        if (!Virtqueue.validSize(size) || size > config.maxQueueSize()) {
             throw new VirtioException(VirtioException.Kind.QUEUE_SIZE, "queue " + index + " size " + size
                     + " is not a power of two in 1.." + config.maxQueueSize());
         }
@@ -239,7 +238,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void setQueueNextAvail(int index, int nextAvail) throws VirtioException {
-        DeviceQueue q = queue(index);
+        Virtqueue q = queue(index);
         if (q.started()) {
             throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
         }
@@ -252,7 +251,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException {
-        DeviceQueue q = queue(index);
+        Virtqueue q = queue(index);
         if (q.size() == 0) {
             throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " has no size and addresses yet");
         }
@@ -261,17 +260,13 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         if (q.started()) {
             q.stop();
         }
-        long f = acked;
-        SplitQueue ring = new SplitQueue(q.size(), q.descAddress(), q.availAddress(), q.usedAddress(),
-                VirtioFeature.has(f, VirtioFeature.RING_EVENT_IDX), VirtioFeature.has(f, VirtioFeature.RING_INDIRECT_DESC));
-        String wrong = ring.activate(memory);
+        String wrong = q.start(memory, acked);
         if (wrong != null) {
             startLoop(pair);
             throw new VirtioException(VirtioException.Kind.QUEUE_ADDRESS, "queue " + index + ": " + wrong);
         }
         q.setKick(kick);
         q.setNotifier(notifier);
-        q.start(ring);
         startLoop(pair);
     }
 
@@ -302,7 +297,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         if (index < 0 || index >= queues.length) {
             return 0;
         }
-        DeviceQueue q = queues[index];
+        Virtqueue q = queues[index];
         int pair = pairOf(index);
         stopLoop(pair);
         q.stop();
@@ -324,9 +319,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     }
 
     private void startLoop(int pair) {
-        DeviceQueue rx = queues[2 * pair].started() ? queues[2 * pair] : null;
-        DeviceQueue tx = queues[2 * pair + 1].started() ? queues[2 * pair + 1] : null;
-        DeviceQueue ctrl = pair == 0 && queues[2 * pairs].started() ? queues[2 * pairs] : null;
+        Virtqueue rx = queues[2 * pair].started() ? queues[2 * pair] : null;
+        Virtqueue tx = queues[2 * pair + 1].started() ? queues[2 * pair + 1] : null;
+        Virtqueue ctrl = pair == 0 && queues[2 * pairs].started() ? queues[2 * pairs] : null;
         if (rx == null && tx == null && ctrl == null) {
             return;
         }
@@ -407,7 +402,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         for (int p = 0; p < pairs; p++) {
             stopLoop(p);
         }
-        for (DeviceQueue q : queues) {
+        for (Virtqueue q : queues) {
             q.reset();
         }
         acked = 0;

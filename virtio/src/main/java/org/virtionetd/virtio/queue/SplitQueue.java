@@ -18,7 +18,7 @@ import java.nio.ByteOrder;
  * <p>Byte order: little-endian. Legacy (pre-1.0) rings are in guest-native order, which is little-endian on every
  * architecture this device runs with (x86-64, arm64).
  */
-public final class SplitQueue {
+public final class SplitQueue implements DeviceRing {
     /** 2.7: "Queue Size ... maximum is 32768". */
     public static final int MAX_SIZE = 32768;
 
@@ -59,6 +59,8 @@ public final class SplitQueue {
     private int nextUsed;
     /** used.idx as last published, for the event-index decision. */
     private int publishedUsed;
+    /** Chains the last read of avail.idx showed that {@link #pop(DescriptorChain)} has not taken yet. */
+    private int knownAvailable;
 
     /**
      * A queue of {@code size} entries at guest-physical addresses. {@code eventIdx} and {@code indirect} say
@@ -107,6 +109,7 @@ public final class SplitQueue {
      * Binds the queue to guest memory: each area must lie inside one region chunk, aligned as 2.7 requires.
      * Returns null on success, or the reason the rings cannot be used.
      */
+    @Override
     public String activate(GuestMemory mem) {
         if (!validSize(size)) {
             return "queue size " + size + " is not a power of two in 1.." + MAX_SIZE;
@@ -167,10 +170,12 @@ public final class SplitQueue {
         return usedAddress;
     }
 
+    @Override
     public GuestMemory memory() {
         return memory;
     }
 
+    @Override
     public int nextAvail() {
         return nextAvail;
     }
@@ -178,8 +183,10 @@ public final class SplitQueue {
     /** Where the device resumes (vhost-user SET_VRING_BASE, or restoring after a stop). */
     public void setNextAvail(int index) {
         nextAvail = index & 0xffff;
+        knownAvailable = 0;
     }
 
+    @Override
     public int nextUsed() {
         return nextUsed;
     }
@@ -189,7 +196,14 @@ public final class SplitQueue {
         publishedUsed = nextUsed;
     }
 
+    @Override
+    public void setPosition(int nextAvailIndex, int nextUsedIndex) {
+        setNextAvail(nextAvailIndex);
+        setNextUsed(nextUsedIndex);
+    }
+
     /** Reads the used index from the ring: after a reconnect the device resumes where the ring says. */
+    @Override
     public int readUsedIndex() {
         return (short) U16.getAcquire(used, usedBase + 2) & 0xffff;
     }
@@ -227,9 +241,29 @@ public final class SplitQueue {
         return head;
     }
 
+    /**
+     * Takes the next chain and walks it. avail.idx is read (with acquire, and checked) only when the chains seen
+     * by the last read are used up, so a burst costs one read of it, not one per chain.
+     */
+    @Override
+    public boolean pop(DescriptorChain out) throws QueueException {
+        if (knownAvailable == 0) {
+            knownAvailable = available();
+            if (knownAvailable == 0) {
+                return false;
+            }
+        }
+        int head = pop();
+        knownAvailable--;
+        walk(head, out);
+        return true;
+    }
+
     /** Gives back the last {@code n} popped chains that were not used (e.g. an RX frame that must wait). */
-    public void unpop(int n) {
+    @Override
+    public void giveBack(int n) {
         nextAvail = (nextAvail - n) & 0xffff;
+        knownAvailable += n;
     }
 
     /**
@@ -327,6 +361,11 @@ public final class SplitQueue {
         }
     }
 
+    @Override
+    public void addUsed(DescriptorChain chain, int writtenLength) {
+        addUsed(chain.head(), writtenLength);
+    }
+
     /** Puts (head, written length) in the next used slot; not visible to the driver before {@link #publishUsed()}. */
     public void addUsed(int head, int writtenLength) {
         int slot = nextUsed & (size - 1);
@@ -338,6 +377,7 @@ public final class SplitQueue {
     }
 
     /** Makes all added used entries visible: used.idx written with release (2.7.8: entries before the index). */
+    @Override
     public void publishUsed() {
         U16.setRelease(used, usedBase + 2, (short) nextUsed);
         memory.markDirty(usedAddress + 2, 2);
@@ -347,6 +387,7 @@ public final class SplitQueue {
      * Whether the driver wants a used-buffer notification for what was published since the last call
      * (2.7.10): with EVENT_IDX, iff used_event lies in (old, new]; otherwise unless VIRTQ_AVAIL_F_NO_INTERRUPT.
      */
+    @Override
     public boolean needsNotification() {
         // The used index store must be visible before we read the driver's used_event / flags (2.7.10).
         VarHandle.fullFence();
@@ -375,6 +416,7 @@ public final class SplitQueue {
      * the caller must re-check {@link #available()}: the fence makes that re-check see a buffer added before
      * the driver could see our request.
      */
+    @Override
     public void setKickWanted(boolean wanted) {
         if (eventIdx) {
             if (wanted) {
@@ -391,6 +433,7 @@ public final class SplitQueue {
     }
 
     /** True if the driver's avail.idx moved past what the device consumed (a cheap check, no validation). */
+    @Override
     public boolean hasAvailable() {
         int idx = (short) U16.getAcquire(avail, availBase + 2) & 0xffff;
         return idx != nextAvail;

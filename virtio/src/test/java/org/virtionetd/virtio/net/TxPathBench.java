@@ -2,8 +2,9 @@ package org.virtionetd.virtio.net;
 
 import org.virtionetd.virtio.device.LogOnce;
 import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.queue.DeviceQueue;
+import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.queue.SplitQueue;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.nio.ByteBuffer;
 
@@ -14,8 +15,6 @@ import java.nio.ByteBuffer;
  */
 public final class TxPathBench implements DeviceContext {
     private static final int QUEUE_SIZE = 256;
-    private final SplitQueue txRing;
-    private final SplitQueue rxRing;
     private final TxPath tx;
     private final RxPath rx;
     private final ByteBuffer availTx;
@@ -46,17 +45,14 @@ public final class TxPathBench implements DeviceContext {
             d.putLong((int) rdesc + 16 * i, buf + 0x8000).putInt((int) rdesc + 16 * i + 8, 12 + Math.max(frameLength, 1514))
                     .putShort((int) rdesc + 16 * i + 12, (short) SplitQueue.VIRTQ_DESC_F_WRITE);
         }
-        txRing = new SplitQueue(QUEUE_SIZE, desc, avail, used, true, true);
-        rxRing = new SplitQueue(QUEUE_SIZE, rdesc, ravail, rused, true, true);
-        if (txRing.activate(memory) != null || rxRing.activate(memory) != null) {
+        long features = VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) | VirtioFeature.bit(VirtioFeature.RING_INDIRECT_DESC);
+        Virtqueue tq = new Virtqueue(1);
+        tq.configure(QUEUE_SIZE, desc, avail, used);
+        Virtqueue rq = new Virtqueue(0);
+        rq.configure(QUEUE_SIZE, rdesc, ravail, rused);
+        if (tq.start(memory, features) != null || rq.start(memory, features) != null) {
             throw new IllegalStateException("bench rings do not fit the memory");
         }
-        DeviceQueue tq = new DeviceQueue(1);
-        tq.configure(QUEUE_SIZE, desc, avail, used);
-        tq.start(txRing);
-        DeviceQueue rq = new DeviceQueue(0);
-        rq.configure(QUEUE_SIZE, rdesc, ravail, rused);
-        rq.start(rxRing);
         this.availTx = d;
         this.availRx = d;
         this.availTxBase = (int) avail;

@@ -1,0 +1,39 @@
+package org.virtionetd.virtio.net;
+
+import org.junit.jupiter.api.Test;
+import org.virtionetd.virtio.device.VirtioFeature;
+import org.virtionetd.virtio.testdriver.Await;
+import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
+import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+
+import java.time.Duration;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The control queue publishes and notifies through the same queue operation as TX and RX, so a notification the
+ * driver did not want (VIRTQ_AVAIL_F_NO_INTERRUPT without EVENT_IDX, 2.7.10) is counted as suppressed there too.
+ */
+class ControlQueueNotificationTest {
+    private static final long CAPABILITIES = 0;
+
+    @Test
+    void aControlCommandIsNotifiedOrCountedAsSuppressedAsTheDriverAsked() throws Exception {
+        try (NetFixture f = NetFixture.started(CAPABILITIES, new VirtioNetDriver.Options().without(VirtioFeature.RING_EVENT_IDX))) {
+            NetCounters c = f.counters();
+            long notified = c.notifications.sum();
+            assertThat(f.driver.announceAck()).isEqualTo(VirtioNetCtrl.OK);
+            Await.until(Duration.ofSeconds(10), () -> c.notifications.sum() == notified + 1,
+                    "one notification for the command", () -> "notifications " + c.notifications.sum()
+                            + ", was " + notified);
+
+            f.driver.controlQueue().setNoInterrupt(true);
+            long suppressed = c.notificationsSuppressed.sum();
+            assertThat(f.driver.announceAck()).isEqualTo(VirtioNetCtrl.OK);
+            Await.until(Duration.ofSeconds(10), () -> c.notificationsSuppressed.sum() == suppressed + 1,
+                    "the command's notification counted as suppressed",
+                    () -> "notifications_suppressed " + c.notificationsSuppressed.sum() + ", was " + suppressed);
+            assertThat(c.notifications.sum()).isEqualTo(notified + 1);
+        }
+    }
+}

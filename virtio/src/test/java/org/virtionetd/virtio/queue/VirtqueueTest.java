@@ -1,0 +1,188 @@
+package org.virtionetd.virtio.queue;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.virtionetd.virtio.device.VirtioFeature;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.memory.MemfdGuestMemory;
+import org.virtionetd.virtio.testdriver.Buffer;
+import org.virtionetd.virtio.testdriver.Chain;
+import org.virtionetd.virtio.testdriver.GuestAllocator;
+import org.virtionetd.virtio.testdriver.SplitQueueDriver;
+import org.virtionetd.virtio.testdriver.UsedElement;
+
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * The operations the data paths use on a {@link Virtqueue}, against the spec test driver writing a real split ring
+ * in guest memory: pop, give back, add used, publish-and-notify with its counting, and enable-notification
+ * saying whether work arrived (2.7.10).
+ */
+class VirtqueueTest {
+    private static final int SIZE = 16;
+    private final GuestMemory memory;
+    private final SplitQueueDriver driver;
+    private final Virtqueue queue = new Virtqueue(0);
+    private final DescriptorChain chain = new DescriptorChain(SIZE);
+    private final Counts counts = new Counts();
+
+    private static final class Counts implements NotificationCounters {
+        long notified;
+        long suppressed;
+
+        @Override
+        public void notified() {
+            notified++;
+        }
+
+        @Override
+        public void suppressed() {
+            suppressed++;
+        }
+    }
+
+    VirtqueueTest() throws Exception {
+        memory = MemfdGuestMemory.create(0, 4L << 20);
+        driver = SplitQueueDriver.modern(new GuestAllocator(memory, 7), SIZE, "q");
+    }
+
+    @AfterEach
+    void close() {
+        memory.close();
+    }
+
+    private void start(boolean eventIdx) {
+        driver.setEventIdx(eventIdx);
+        queue.configure(SIZE, driver.descTableAddress(), driver.availRingAddress(), driver.usedRingAddress());
+        long features = eventIdx ? VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) : 0;
+        assertThat(queue.start(memory, features)).isNull();
+    }
+
+    private Chain offer(int length) {
+        return driver.addChain(Buffer.writable(length));
+    }
+
+    @Test
+    void popTakesTheChainsInOrderAndSaysWhenThereAreNoMore() throws Exception {
+        start(false);
+        Chain a = offer(100);
+        Chain b = offer(200);
+        assertThat(queue.pop(chain)).isTrue();
+        assertThat(chain.head()).isEqualTo(a.head());
+        assertThat(chain.writableBytes()).isEqualTo(100);
+        assertThat(queue.pop(chain)).isTrue();
+        assertThat(chain.head()).isEqualTo(b.head());
+        assertThat(queue.pop(chain)).isFalse();
+        assertThat(queue.nextAvail()).isEqualTo(2);
+    }
+
+    @Test
+    void giveBackMakesTheLastChainsAvailableAgain() throws Exception {
+        start(false);
+        Chain a = offer(64);
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        assertThat(queue.pop(chain)).isTrue();
+        queue.giveBack(2);
+        assertThat(queue.nextAvail()).isZero();
+        assertThat(queue.pop(chain)).isTrue();
+        assertThat(chain.head()).isEqualTo(a.head());
+    }
+
+    @Test
+    void enableNotificationSaysWhetherWorkArrivedAfterTheLastLook() throws Exception {
+        start(true);
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        assertThat(queue.enableNotification()).as("nothing new after the only chain was taken").isFalse();
+        // With EVENT_IDX the device asks for a kick at the next index it will read (2.7.10).
+        assertThat(driver.availEvent()).isEqualTo(1);
+        offer(64);
+        assertThat(queue.enableNotification()).as("a chain added since the last look").isTrue();
+    }
+
+    @Test
+    void disableNotificationTellsTheDriverNotToKick() {
+        start(false);
+        queue.disableNotification();
+        assertThat(driver.usedFlags() & SplitQueueDriver.VIRTQ_USED_F_NO_NOTIFY).isNotZero();
+        queue.enableNotification();
+        assertThat(driver.usedFlags() & SplitQueueDriver.VIRTQ_USED_F_NO_NOTIFY).isZero();
+    }
+
+    @Test
+    void publishUsedAndNotifyNotifiesOnlyWhenTheDriverAskedAndCountsBoth() throws Exception {
+        start(false);
+        long[] notified = {0};
+        queue.setNotifier(() -> notified[0]++);
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        queue.addUsed(chain, 10);
+        queue.publishUsedAndNotify(counts);
+        assertThat(notified[0]).isEqualTo(1);
+        assertThat(counts.notified).isEqualTo(1);
+        List<UsedElement> used = driver.pollUsed();
+        assertThat(used).hasSize(1);
+        assertThat(used.get(0).len()).isEqualTo(10);
+
+        driver.setNoInterrupt(true);
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        queue.addUsed(chain, 0);
+        queue.publishUsedAndNotify(counts);
+        assertThat(notified[0]).as("VIRTQ_AVAIL_F_NO_INTERRUPT set").isEqualTo(1);
+        assertThat(counts.suppressed).isEqualTo(1);
+        assertThat(driver.pollUsed()).hasSize(1);
+    }
+
+    @Test
+    void aStopAndStartKeepsBothIndicesAndANewBaseReadsTheUsedIndexFromTheRing() throws Exception {
+        start(false);
+        for (int i = 0; i < 3; i++) {
+            offer(64);
+            assertThat(queue.pop(chain)).isTrue();
+            queue.addUsed(chain, 0);
+        }
+        queue.publishUsedAndNotify(counts);
+        queue.stop();
+        assertThat(queue.started()).isFalse();
+        assertThat(queue.nextAvail()).isEqualTo(3);
+        assertThat(queue.start(memory, 0)).isNull();
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        queue.addUsed(chain, 0);
+        queue.publishUsedAndNotify(counts);
+        assertThat(driver.usedIdx()).isEqualTo(4);
+
+        queue.stop();
+        queue.setNextAvail(4); // a reconnecting front-end: the used index comes from the ring
+        assertThat(queue.start(memory, 0)).isNull();
+        offer(64);
+        assertThat(queue.pop(chain)).isTrue();
+        queue.addUsed(chain, 0);
+        queue.publishUsedAndNotify(counts);
+        assertThat(driver.usedIdx()).isEqualTo(5);
+    }
+
+    @Test
+    void anAvailIndexMovedMoreThanTheQueueSizeIsFatal() {
+        start(false);
+        memory.chunk(0).putShort((int) driver.availRingAddress() + 2, (short) (SIZE + 1));
+        assertThatThrownBy(() -> queue.pop(chain)).isInstanceOfSatisfying(QueueException.class,
+                e -> assertThat(e.kind().fatal()).isTrue());
+    }
+
+    @Test
+    void theTransportCannotReconfigureARunningQueue() {
+        start(false);
+        assertThatThrownBy(() -> queue.configure(SIZE, 0, 0, 0)).isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("queue 0");
+        queue.stop();
+        queue.reset();
+        assertThat(queue.size()).isZero();
+        assertThat(queue.enabled()).isTrue();
+    }
+}
