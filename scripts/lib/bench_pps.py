@@ -10,6 +10,8 @@ Each case runs a DPDK virtio_user driver (testpmd, --no-huge) against a back-end
   tap (guest -> tap): the driver sends (txonly); the back-end writes every packet to a tap in a namespace of
       its own. virtio-netd: --backend tap:vndpps0; anchor: testpmd's net_vhost port forwarding (io mode) to its
       net_tap port. Rate = the tap's rx_packets as the kernel counts them, the same counter for both.
+--jar PATH runs another build of virtio-netd; --baseline-jar PATH adds a third side, that build measured in the
+same runs (e.g. the jar before a change: ratio_vs_baseline says whether the change cost speed).
 Every process started here is stopped and /var/run/dpdk/<prefix> removed, also on failure.
 """
 import json
@@ -105,7 +107,8 @@ class TestPmd:
 class Device:
     """virtio-netd on a null backend, with a control socket for its counters."""
 
-    def __init__(self, workdir, backend, netns=None):
+    def __init__(self, workdir, backend, jar, netns=None):
+        self.jar = jar
         self.sock = os.path.join(workdir, "vnd.sock")
         self.ctl = os.path.join(workdir, "vnd.ctl")
         self.log_path = os.path.join(workdir, "device.log")
@@ -113,7 +116,7 @@ class Device:
         for p in (self.sock, self.ctl):
             if os.path.exists(p):
                 os.unlink(p)
-        self.proc = subprocess.Popen(in_netns(netns, ["java", "-jar", JAR, "--socket", self.sock, "--backend",
+        self.proc = subprocess.Popen(in_netns(netns, ["java", "-jar", jar, "--socket", self.sock, "--backend",
                                                       backend, "--control", self.ctl]),
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
@@ -123,7 +126,7 @@ class Device:
             time.sleep(0.1)
 
     def counter(self, name):
-        out = subprocess.run(["java", "-jar", JAR, "stats", "--control", self.ctl, "--json"], capture_output=True,
+        out = subprocess.run(["java", "-jar", self.jar, "stats", "--control", self.ctl, "--json"], capture_output=True,
                              text=True, timeout=30)
         if out.returncode != 0:
             raise RuntimeError("virtio-netd stats failed: " + out.stderr)
@@ -155,8 +158,9 @@ class Netns:
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
 
 
-def run_case(direction, size, seconds, ours, workdir):
-    """Returns the rate in Mpps of one case."""
+def run_case(direction, size, seconds, jar, workdir):
+    """Returns the rate in Mpps of one case: virtio-netd from jar, or the anchor if jar is None."""
+    ours = jar is not None
     sock = os.path.join(workdir, "vhost.sock")
     backend_pmd = device = driver = ns = None
     try:
@@ -166,9 +170,9 @@ def run_case(direction, size, seconds, ours, workdir):
             if direction == "tap":
                 ns.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
                 ns.run("ip", "link", "set", TAP, "up")
-                device = Device(workdir, "tap:" + TAP, ns.name)
+                device = Device(workdir, "tap:" + TAP, jar, ns.name)
             else:
-                device = Device(workdir, "null" if direction == "tx" else "null:source=%d" % size)
+                device = Device(workdir, "null" if direction == "tx" else "null:source=%d" % size, jar)
             sock = device.sock
         else:
             if os.path.exists(sock):
@@ -216,18 +220,24 @@ def main():
     ap.add_argument("--time", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--jar", default=JAR)
+    ap.add_argument("--baseline-jar")
     a = ap.parse_args()
-    if not os.path.exists(JAR):
-        sys.exit("no %s: build it first (scripts/virtio-netd with VND_BUILD_ONLY=1)" % JAR)
+    jars = {"virtio_netd": a.jar}
+    if a.baseline_jar:
+        jars["baseline"] = a.baseline_jar
+    for j in jars.values():
+        if not os.path.exists(j):
+            sys.exit("no %s: build it first (scripts/virtio-netd with VND_BUILD_ONLY=1)" % j)
     workdir = tempfile.mkdtemp(prefix="vnd-bench-pps.")
     results = {}
     try:
         for direction in a.directions.split(","):
             for size in [int(s) for s in a.sizes.split(",")]:
-                rates = {"virtio_netd": [], "dpdk_vhost": []}
+                rates = {"virtio_netd": [], "dpdk_vhost": [], "baseline": []}
                 for run in range(a.runs):
-                    for who in ("dpdk_vhost", "virtio_netd"):
-                        r = run_case(direction, size, a.time, who == "virtio_netd", workdir)
+                    for who in ["dpdk_vhost"] + list(jars):
+                        r = run_case(direction, size, a.time, jars.get(who), workdir)
                         rates[who].append(r)
                         log("%s %dB run %d/%d %-12s %.2f Mpps" % (direction, size, run + 1, a.runs, who, r))
                 ours = statistics.median(rates["virtio_netd"])
@@ -237,8 +247,17 @@ def main():
                                 "ratio": round(ours / anchor, 3) if anchor > 0 else None,
                                 "runs_virtio_netd": [round(x, 3) for x in rates["virtio_netd"]],
                                 "runs_dpdk_vhost": [round(x, 3) for x in rates["dpdk_vhost"]]}
-                print("%-8s virtio-netd %6.2f Mpps   dpdk net_vhost %6.2f Mpps   ratio %.2f   (medians of %d)"
-                      % (key, ours, anchor, ours / anchor if anchor else float("nan"), a.runs), flush=True)
+                line = ("%-8s virtio-netd %6.2f Mpps   dpdk net_vhost %6.2f Mpps   ratio %.2f"
+                        % (key, ours, anchor, ours / anchor if anchor else float("nan")))
+                if rates["baseline"]:
+                    base = statistics.median(rates["baseline"])
+                    results[key].update({"baseline_mpps": round(base, 3),
+                                         "baseline_ratio": round(base / anchor, 3) if anchor > 0 else None,
+                                         "ratio_vs_baseline": round(ours / base, 3) if base > 0 else None,
+                                         "runs_baseline": [round(x, 3) for x in rates["baseline"]]})
+                    line += "   baseline %6.2f Mpps (ratio %.2f)   new/baseline %.2f" % (
+                        base, base / anchor if anchor else float("nan"), ours / base if base else float("nan"))
+                print(line + "   (medians of %d)" % a.runs, flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if a.json:
