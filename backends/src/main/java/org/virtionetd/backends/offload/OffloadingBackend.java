@@ -1,5 +1,7 @@
 package org.virtionetd.backends.offload;
 
+import org.virtionetd.virtio.net.GuestOffloadRule;
+import org.virtionetd.virtio.net.HeaderCheck;
 import org.virtionetd.virtio.net.NetBackend;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetFeature;
@@ -12,26 +14,23 @@ import java.util.List;
 
 /**
  * A backend that can take every offload, wrapped around one that may not: offloads travel with the packet as
- * far as they can and are done in software only at the port that cannot carry them (design: "Forwarding between
- * ports: keep the metadata with the packet; segment and checksum only at the port that cannot take it").
+ * far as they can and are done in software only at the port that cannot carry them (the README's "Offload
+ * metadata travels with the packet").
  *
- * <p>TX (guest to inner): a packet whose offload the inner was configured to carry goes to the inner unchanged,
- * its virtio_net_hdr included; otherwise {@link SoftwareOffload} completes the checksum / segments it and each
- * result goes to the inner as a plain packet (all-zero header).
+ * <p>TX (guest to inner): a packet whose offload the inner was configured to carry
+ * ({@link HeaderCheck#offloadsCarried}) goes to the inner unchanged, its virtio_net_hdr included; otherwise
+ * {@link SoftwareOffload} completes the checksum / segments it and each result goes to the inner as a plain packet
+ * (all-zero header).
  *
- * <p>RX (inner to guest): a frame that asks for an offload the guest did not accept (NEEDS_CSUM without
- * GUEST_CSUM, a GSO type without its GUEST_* bit, 5.1.6.3) is completed / segmented into a small pre-allocated
- * queue of pending frames, handed out one per {@link #receive} call. {@link #peekLength()} reports the next
- * pending frame, so a device that drains until peekLength() is 0 takes them all. When the inner can only
- * deliver what the guest accepts, frames go straight into the guest's buffers (no copy) and are only checked.
+ * <p>RX (inner to guest): a frame that asks for an offload the guest did not accept ({@link GuestOffloadRule},
+ * 5.1.6.4.1) is completed / segmented into {@link PendingFrames}, handed out one per {@link #receive} call.
+ * {@link #peekLength()} reports the next pending frame, so a device that drains until peekLength() is 0 takes them
+ * all. When the inner can only deliver what the guest accepts, frames go straight into the guest's buffers (no
+ * copy) and are only checked.
  *
  * <p>Event-loop thread only (as {@link NetBackend}); no allocation per packet.
  */
 public final class OffloadingBackend implements NetBackend {
-    /** Room for the frames produced from one received frame (a 64 KiB GSO frame at MSS 536 fits). */
-    public static final int PENDING_BYTES = 256 * 1024;
-    public static final int PENDING_FRAMES = 256;
-
     private static final System.Logger LOG = System.getLogger(OffloadingBackend.class.getName());
     private static final long ALL_HOST = VirtioNetFeature.HOST_OFFLOADS;
 
@@ -56,13 +55,9 @@ public final class OffloadingBackend implements NetBackend {
     private final ByteBuffer[] stagingSlices = {staging};
     private final ByteBuffer stagedFrame = staging.duplicate();
     private final VirtioNetHeader stagedHeader = new VirtioNetHeader(staging, 0);
-    private final ByteBuffer pendingStore = ByteBuffer.allocateDirect(PENDING_BYTES);
-    private final int[] pendingOffset = new int[PENDING_FRAMES];
-    private final int[] pendingLength = new int[PENDING_FRAMES];
-    private int pendingHead;
-    private int pendingCount;
-    private int pendingWrite;
-    private final FrameSink rxSink = this::queuePending;
+    private final PendingFrames pending = new PendingFrames(engine, new PendingFrames.Counts(
+            counters.rxChecksumsCompleted, counters.rxPacketsSegmented, counters.rxSegmentsMade,
+            counters.rxDroppedNoRoom, counters::rxDrops));
 
     public OffloadingBackend(NetBackend inner) {
         this.inner = inner;
@@ -98,7 +93,8 @@ public final class OffloadingBackend implements NetBackend {
         this.innerConfigured = negotiatedFeatures & ~(VirtioNetFeature.OFFLOADS & ~innerCaps);
         this.guestAccepts = negotiatedFeatures & VirtioNetFeature.GUEST_OFFLOADS;
         this.headerLength = vnetHeaderLength;
-        clearPending();
+        pending.headerLength(vnetHeaderLength);
+        pending.clear();
         inner.configure(innerConfigured, vnetHeaderLength);
     }
 
@@ -151,16 +147,9 @@ public final class OffloadingBackend implements NetBackend {
         return false;
     }
 
-    /** The inner was configured with the features this packet's header needs (5.1.6.2 / 5.1.3.1). */
+    /** The inner was configured with the features this packet's header needs (5.1.6.2.1). */
     private boolean innerCarries(int flags, int gso) {
-        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !VirtioNetFeature.has(innerConfigured, VirtioNetFeature.CSUM)) {
-            return false;
-        }
-        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(innerConfigured, VirtioNetFeature.HOST_ECN)) {
-            return false;
-        }
-        int proto = gso & ~VirtioNetHeader.GSO_ECN;
-        return proto == VirtioNetHeader.GSO_NONE || (innerConfigured & VirtioNetFeature.hostFeatureFor(proto)) != 0;
+        return HeaderCheck.offloadsCarried(innerConfigured, flags, gso) == HeaderCheck.Verdict.OK;
     }
 
     private boolean sendPlain(ByteBuffer frame) {
@@ -183,19 +172,19 @@ public final class OffloadingBackend implements NetBackend {
 
     @Override
     public int peekLength() throws IOException {
-        if (pendingCount > 0) {
-            return pendingLength[pendingHead];
+        if (!pending.isEmpty()) {
+            return pending.nextLength();
         }
         if (!mustStage()) {
             return inner.peekLength();
         }
         fillPending();
-        return pendingCount > 0 ? pendingLength[pendingHead] : 0;
+        return pending.isEmpty() ? 0 : pending.nextLength();
     }
 
     @Override
     public int receive(ByteBuffer[] slices, int count) throws IOException {
-        if (pendingCount == 0) {
+        if (pending.isEmpty()) {
             if (mustStage()) {
                 fillPending();
             } else {
@@ -215,27 +204,18 @@ public final class OffloadingBackend implements NetBackend {
                 processStaged(n);
             }
         }
-        while (pendingCount > 0) {
-            int off = pendingOffset[pendingHead];
-            int len = pendingLength[pendingHead];
-            pendingHead++;
-            pendingCount--;
-            if (pendingCount == 0) {
-                clearPending();
+        while (!pending.isEmpty()) {
+            int len = pending.deliver(slices, count);
+            if (len >= 0) {
+                return len;
             }
-            if (room(slices, count) < len) {
-                counters.rxDroppedNoRoom.increment();
-                continue;
-            }
-            scatter(pendingStore, off, len, slices, count);
-            return len;
         }
         return 0;
     }
 
     /** Moves frames from the inner into pending until one is there or the inner has none. */
     private void fillPending() throws IOException {
-        while (pendingCount == 0 && inner.peekLength() > 0) {
+        while (pending.isEmpty() && inner.peekLength() > 0) {
             staging.clear();
             int n = inner.receive(stagingSlices, 1);
             if (n <= 0) {
@@ -257,46 +237,21 @@ public final class OffloadingBackend implements NetBackend {
         stagedFrame.limit(length).position(headerLength);
         if (guestAccepts(flags, gso, ipVersion)) {
             counters.rxPassedThrough.increment();
-            queue(staging, 0, length, false);
+            pending.copy(staging, 0, length);
             return;
         }
-        OffloadResult r = engine.process(stagedFrame, stagedHeader, rxSink);
-        if (r == OffloadResult.OK) {
-            if ((gso & ~VirtioNetHeader.GSO_ECN) != VirtioNetHeader.GSO_NONE) {
-                counters.rxPacketsSegmented.increment();
-                counters.rxSegmentsMade.add(engine.lastOutputCount());
-            } else {
-                counters.rxChecksumsCompleted.increment();
-            }
-            return;
+        OffloadResult r = pending.complete(stagedFrame, stagedHeader);
+        if (r != OffloadResult.OK) {
+            logOnce(rxLogged, r, "RX", stagedHeader);
         }
-        if (r == OffloadResult.SINK_REFUSED) {
-            r = OffloadResult.TOO_MANY_SEGMENTS;
-        }
-        clearPending();
-        counters.rxDrops(r).increment();
-        logOnce(rxLogged, r, "RX", stagedHeader);
     }
 
-    /** The guest accepted every offload this header asks for (GUEST_* bits, 5.1.6.3 / 5.1.6.4). */
+    /**
+     * The guest may get this header as it is ({@link GuestOffloadRule}; DATA_VALID without GUEST_CSUM goes on, the
+     * device clears it).
+     */
     private boolean guestAccepts(int flags, int gso, int ipVersion) {
-        long g = guestAccepts;
-        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !VirtioNetFeature.has(g, VirtioNetFeature.GUEST_CSUM)) {
-            return false;
-        }
-        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(g, VirtioNetFeature.GUEST_ECN)) {
-            return false;
-        }
-        switch (gso & ~VirtioNetHeader.GSO_ECN) {
-            case VirtioNetHeader.GSO_NONE: return true;
-            case VirtioNetHeader.GSO_TCPV4: return VirtioNetFeature.has(g, VirtioNetFeature.GUEST_TSO4);
-            case VirtioNetHeader.GSO_TCPV6: return VirtioNetFeature.has(g, VirtioNetFeature.GUEST_TSO6);
-            case VirtioNetHeader.GSO_UDP: return VirtioNetFeature.has(g, VirtioNetFeature.GUEST_UFO);
-            case VirtioNetHeader.GSO_UDP_L4:
-                return VirtioNetFeature.has(g, ipVersion == 6 ? VirtioNetFeature.GUEST_USO6 : VirtioNetFeature.GUEST_USO4)
-                        && ipVersion != 0;
-            default: return false;
-        }
+        return GuestOffloadRule.verdict(guestAccepts, flags, gso, ipVersion).deliverable();
     }
 
     // A small look at a frame delivered straight into the guest's buffers.
@@ -313,40 +268,6 @@ public final class OffloadingBackend implements NetBackend {
         }
         return guestAccepts(peekHeader.flags(), peekHeader.gsoType(),
                 FrameLayout.ipVersionOf(peek, headerLength, n - headerLength));
-    }
-
-    private boolean queuePending(ByteBuffer frame) {
-        int len = frame.remaining();
-        if (pendingCount == PENDING_FRAMES || pendingWrite + headerLength + len > PENDING_BYTES) {
-            return false;
-        }
-        queue(frame, frame.position(), len, true);
-        return true;
-    }
-
-    /** Appends an entry: a zero vnet header first when {@code addHeader}, then {@code buf[off, off + len)}. */
-    private void queue(ByteBuffer buf, int off, int len, boolean addHeader) {
-        int at = pendingWrite;
-        int w = at;
-        if (addHeader) {
-            for (int i = 0; i < headerLength; i++) {
-                pendingStore.put(w + i, (byte) 0);
-            }
-            w += headerLength;
-        }
-        pendingStore.put(w, buf, off, len);
-        w += len;
-        int slot = pendingHead + pendingCount;
-        pendingOffset[slot] = at;
-        pendingLength[slot] = w - at;
-        pendingCount++;
-        pendingWrite = w;
-    }
-
-    private void clearPending() {
-        pendingHead = 0;
-        pendingCount = 0;
-        pendingWrite = 0;
     }
 
     private int[] savedPositions = new int[64];
@@ -367,14 +288,6 @@ public final class OffloadingBackend implements NetBackend {
         }
     }
 
-    private static int room(ByteBuffer[] slices, int count) {
-        long r = 0;
-        for (int i = 0; i < count; i++) {
-            r += slices[i].remaining();
-        }
-        return (int) Math.min(r, Integer.MAX_VALUE);
-    }
-
     /**
      * Copies the first {@code length} bytes written into {@code slices[0, count)} from {@code positions[i]} on
      * (where they were before the inner wrote) into {@code dst[0, length)}.
@@ -385,17 +298,6 @@ public final class OffloadingBackend implements NetBackend {
             ByteBuffer s = slices[i];
             int n = Math.min(s.limit() - positions[i], length - done);
             dst.put(done, s, positions[i], n);
-            done += n;
-        }
-    }
-
-    /** Writes {@code src[off, off + length)} into the slices from their positions (absolute; positions kept). */
-    private static void scatter(ByteBuffer src, int off, int length, ByteBuffer[] slices, int count) {
-        int done = 0;
-        for (int i = 0; i < count && done < length; i++) {
-            ByteBuffer s = slices[i];
-            int n = Math.min(s.remaining(), length - done);
-            s.put(s.position(), src, off + done, n);
             done += n;
         }
     }
@@ -430,7 +332,7 @@ public final class OffloadingBackend implements NetBackend {
         if (!inner.reattach()) {
             return false;
         }
-        clearPending(); // frames staged before the loss belong to the old interface
+        pending.clear(); // frames staged before the loss belong to the old interface
         return true;
     }
 

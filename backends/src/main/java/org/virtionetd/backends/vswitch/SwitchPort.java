@@ -1,9 +1,10 @@
 package org.virtionetd.backends.vswitch;
 
 import org.virtionetd.backends.offload.FrameLayout;
-import org.virtionetd.backends.offload.FrameSink;
 import org.virtionetd.backends.offload.OffloadResult;
+import org.virtionetd.backends.offload.PendingFrames;
 import org.virtionetd.backends.offload.SoftwareOffload;
+import org.virtionetd.virtio.net.GuestOffloadRule;
 import org.virtionetd.virtio.net.NetBackend;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetFeature;
@@ -17,21 +18,19 @@ import java.util.List;
  * A device's port on a {@link VirtualSwitch}: the device's backend. What the device sends is switched to other
  * ports with its virtio_net_hdr; what other ports send arrives in this port's {@link PortRing}.
  *
- * <p>Metadata (design: "keep the metadata with the packet; segment and checksum only at the port that cannot take
- * it"): the port can carry every offload, so it offers its device all of HOST_*, CSUM and GUEST_*. When a frame is
- * delivered, its header is compared with what THIS port's driver accepted (the GUEST_* bits of configure() and of
- * CTRL_GUEST_OFFLOADS_SET, 5.1.6.5.6.1): a frame whose offloads are all accepted goes to the guest as it is (a
- * 64 KiB GSO frame with a partial checksum, 5.1.6.4); any other is segmented / checksummed by
- * {@link SoftwareOffload} into plain frames with an all-zero header. A frame with metadata the driver did not
- * accept is never delivered with it (5.1.6.3: the device MUST NOT set NEEDS_CSUM / a gso_type without the
- * matching GUEST_* feature), nor stripped of it with its checksum left partial.
+ * <p>Metadata (the README's "Offload metadata travels with the packet"): the port can carry every offload, so it
+ * offers its device all of HOST_*, CSUM and GUEST_*. When a frame is delivered, its header is compared with what
+ * THIS port's driver accepted (the GUEST_* bits of configure() and of CTRL_GUEST_OFFLOADS_SET, 5.1.6.5.6.1) by
+ * {@link GuestOffloadRule}: a frame whose offloads are all accepted goes to the guest as it is (a 64 KiB GSO frame
+ * with a partial checksum, 5.1.6.4); any other is segmented / checksummed by {@link SoftwareOffload} into
+ * {@link PendingFrames}, plain frames with an all-zero header. A frame with metadata the driver did not accept is
+ * never delivered with it (5.1.6.4.1: the device MUST NOT set NEEDS_CSUM / a gso_type without the matching GUEST_*
+ * feature), nor stripped of it with its checksum left partial.
  *
  * <p>Threads: {@link #send} and the receive calls run on this port's device loop; {@link #enqueue} runs on the
  * other ports' loops (the ring is safe for that). Nothing is allocated per frame.
  */
 public final class SwitchPort implements NetBackend {
-    static final int PENDING_BYTES = 256 * 1024;
-    static final int PENDING_FRAMES = 256;
     private static final System.Logger LOG = System.getLogger(SwitchPort.class.getName());
     private static final int ETH_HLEN = 14;
     private static final int ETH_P_8021Q = 0x8100;
@@ -55,14 +54,9 @@ public final class SwitchPort implements NetBackend {
     // Receive side (this port's loop thread): views over the ring's store, the engine and its outputs.
     private final ByteBuffer frameView;
     private final VirtioNetHeader recordHeader;
-    private final SoftwareOffload engine = new SoftwareOffload();
-    private final ByteBuffer pendingStore = ByteBuffer.allocateDirect(PENDING_BYTES);
-    private final int[] pendingOffset = new int[PENDING_FRAMES];
-    private final int[] pendingLength = new int[PENDING_FRAMES];
-    private int pendingHead;
-    private int pendingCount;
-    private int pendingWrite;
-    private final FrameSink pendingSink = this::queuePending;
+    private final PendingFrames pending = new PendingFrames(new SoftwareOffload(), new PendingFrames.Counts(
+            counters.rxChecksumsCompleted, counters.rxPacketsSegmented, counters.rxSegmentsMade,
+            counters.rxDroppedNoRoom, counters::rxOffloadDrops));
     private final boolean[] logged = new boolean[OffloadResult.values().length];
 
     SwitchPort(VirtualSwitch sw, int index, String portName, VlanSet vlans, boolean offloads, PortRing ring) {
@@ -122,7 +116,8 @@ public final class SwitchPort implements NetBackend {
         VirtioNetHeader.requireLength(vnetHeaderLength, "port " + name());
         headerLength = vnetHeaderLength;
         guestAccepts = negotiatedFeatures & capabilities() & VirtioNetFeature.GUEST_OFFLOADS;
-        clearPending();
+        pending.headerLength(vnetHeaderLength);
+        pending.clear();
     }
 
     @Override
@@ -197,7 +192,7 @@ public final class SwitchPort implements NetBackend {
 
     @Override
     public int peekLength() {
-        while (pendingCount == 0) {
+        while (pending.isEmpty()) {
             int off = ring.headOffset();
             if (off < 0) {
                 return 0;
@@ -209,13 +204,13 @@ public final class SwitchPort implements NetBackend {
             complete(off, len);
             ring.release();
         }
-        return headerLength + pendingLength[pendingHead];
+        return pending.nextLength();
     }
 
     @Override
     public int receive(ByteBuffer[] slices, int count) {
         int hl = headerLength;
-        while (pendingCount == 0) {
+        while (pending.isEmpty()) {
             int off = ring.headOffset();
             if (off < 0) {
                 return 0;
@@ -227,68 +222,33 @@ public final class SwitchPort implements NetBackend {
                 continue;
             }
             int n = hl + len;
-            if (room(slices, count) < n) {
+            if (PendingFrames.room(slices, count) < n) {
                 counters.rxDroppedNoRoom.increment();
                 ring.release();
                 continue;
             }
             // The header as the sender gave it (10 or 12 bytes; num_buffers is 0 and set by the device).
-            int at = scatter(ring.store(), off, hl, slices, count, 0);
-            scatter(ring.store(), off + PortRing.HEADER_BYTES, len, slices, count, at);
+            int at = PendingFrames.scatter(ring.store(), off, hl, slices, count, 0);
+            PendingFrames.scatter(ring.store(), off + PortRing.HEADER_BYTES, len, slices, count, at);
             ring.release();
             counters.rxPassedThrough.increment();
             return n;
         }
-        int off = pendingOffset[pendingHead];
-        int len = pendingLength[pendingHead];
-        pendingHead++;
-        pendingCount--;
-        if (pendingCount == 0) {
-            clearPending();
-        }
-        if (room(slices, count) < hl + len) {
-            counters.rxDroppedNoRoom.increment();
-            return receive(slices, count);
-        }
-        int at = zero(hl, slices, count);
-        scatter(pendingStore, off, len, slices, count, at);
-        return hl + len;
+        int n = pending.deliver(slices, count);
+        return n >= 0 ? n : receive(slices, count); // dropped for want of room: the next frame
     }
 
-    /** This port's driver accepted every offload the record at {@code off} carries (5.1.6.3 / 5.1.6.4). */
+    /**
+     * This port's driver may get the record at {@code off} with its header as it is ({@link GuestOffloadRule};
+     * DATA_VALID without GUEST_CSUM goes on, the device clears it).
+     */
     private boolean accepted(int off, int len) {
         ByteBuffer s = ring.store();
         int flags = s.get(off + VirtioNetHeader.FLAGS_OFFSET) & 0xff;
         int gso = s.get(off + VirtioNetHeader.GSO_TYPE_OFFSET) & 0xff;
-        if (flags == 0 && gso == VirtioNetHeader.GSO_NONE) {
-            return true;
-        }
-        int ip = (gso & ~VirtioNetHeader.GSO_ECN) == VirtioNetHeader.GSO_UDP_L4
+        int ip = GuestOffloadRule.needsIpVersion(gso)
                 ? FrameLayout.ipVersionOf(frameView, off + PortRing.HEADER_BYTES, Math.min(len, 64)) : 0;
-        return accepts(guestAccepts, flags, gso, ip);
-    }
-
-    /**
-     * Whether a driver that accepted {@code guestOffloads} may receive a frame with these header fields
-     * (5.1.6.3: NEEDS_CSUM needs GUEST_CSUM, each gso_type its GUEST_TSO4/TSO6/UFO/USO4/USO6, ECN GUEST_ECN).
-     */
-    static boolean accepts(long guestOffloads, int flags, int gso, int ipVersion) {
-        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_CSUM)) {
-            return false;
-        }
-        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(guestOffloads, VirtioNetFeature.GUEST_ECN)) {
-            return false;
-        }
-        int proto = gso & ~VirtioNetHeader.GSO_ECN;
-        if (proto == VirtioNetHeader.GSO_NONE) {
-            return true;
-        }
-        long needed = VirtioNetFeature.guestFeaturesFor(proto);
-        if (proto == VirtioNetHeader.GSO_UDP_L4) {
-            // Here the frame is known: USO needs the feature of its own IP version (an unknown version: none).
-            needed = ipVersion == 0 ? 0 : 1L << (ipVersion == 6 ? VirtioNetFeature.GUEST_USO6 : VirtioNetFeature.GUEST_USO4);
-        }
-        return (guestOffloads & needed) != 0;
+        return GuestOffloadRule.verdict(guestAccepts, flags, gso, ip).deliverable();
     }
 
     /** Segments / checksums the record at {@code off} into the pending frames; drops and counts a bad one. */
@@ -297,92 +257,12 @@ public final class SwitchPort implements NetBackend {
         frameView.clear();
         frameView.position(start).limit(start + len);
         recordHeader.wrap(recordHeader.buffer(), off);
-        int gso = recordHeader.gsoType() & ~VirtioNetHeader.GSO_ECN;
-        OffloadResult r = engine.process(frameView, recordHeader, pendingSink);
-        if (r == OffloadResult.OK) {
-            if (gso != VirtioNetHeader.GSO_NONE) {
-                counters.rxPacketsSegmented.increment();
-                counters.rxSegmentsMade.add(engine.lastOutputCount());
-            } else {
-                counters.rxChecksumsCompleted.increment();
-            }
-            return;
-        }
-        if (r == OffloadResult.SINK_REFUSED) {
-            r = OffloadResult.TOO_MANY_SEGMENTS;
-        }
-        clearPending(); // all or nothing: a frame half segmented is not delivered
-        counters.rxOffloadDrops(r).increment();
-        if (!logged[r.ordinal()]) {
+        OffloadResult r = pending.complete(frameView, recordHeader); // all or nothing
+        if (r != OffloadResult.OK && !logged[r.ordinal()]) {
             logged[r.ordinal()] = true;
             LOG.log(System.Logger.Level.WARNING, "port " + name() + ": dropped a frame the software engine cannot "
                     + "complete (" + r + ", " + recordHeader + "); further drops for this reason are only counted");
         }
-    }
-
-    private boolean queuePending(ByteBuffer frame) {
-        int len = frame.remaining();
-        if (pendingHead + pendingCount == PENDING_FRAMES || pendingWrite + len > PENDING_BYTES) {
-            return false;
-        }
-        pendingStore.put(pendingWrite, frame, frame.position(), len);
-        int slot = pendingHead + pendingCount;
-        pendingOffset[slot] = pendingWrite;
-        pendingLength[slot] = len;
-        pendingCount++;
-        pendingWrite += len;
-        return true;
-    }
-
-    private void clearPending() {
-        pendingHead = 0;
-        pendingCount = 0;
-        pendingWrite = 0;
-    }
-
-    private static int room(ByteBuffer[] slices, int count) {
-        long r = 0;
-        for (int i = 0; i < count; i++) {
-            r += slices[i].remaining();
-        }
-        return (int) Math.min(r, Integer.MAX_VALUE);
-    }
-
-    /**
-     * Writes {@code src[off, off + length)} into the slices, starting {@code skip} bytes after their positions
-     * (absolute puts; positions kept, as a readv into guest memory). Returns skip + length.
-     */
-    private static int scatter(ByteBuffer src, int off, int length, ByteBuffer[] slices, int count, int skip) {
-        int done = 0;
-        int at = 0;
-        for (int i = 0; i < count && done < length; i++) {
-            ByteBuffer s = slices[i];
-            int r = s.remaining();
-            if (at + r <= skip) {
-                at += r;
-                continue;
-            }
-            int within = Math.max(0, skip - at);
-            int n = Math.min(r - within, length - done);
-            s.put(s.position() + within, src, off + done, n);
-            done += n;
-            at += r;
-        }
-        return skip + length;
-    }
-
-    /** Writes {@code length} zero bytes (an all-zero vnet header) at the start of the slices; returns length. */
-    private static int zero(int length, ByteBuffer[] slices, int count) {
-        int done = 0;
-        for (int i = 0; i < count && done < length; i++) {
-            ByteBuffer s = slices[i];
-            int n = Math.min(s.remaining(), length - done);
-            for (int k = 0; k < n; k++) {
-                s.put(s.position() + k, (byte) 0);
-            }
-            done += n;
-        }
-        return length;
     }
 
     @Override

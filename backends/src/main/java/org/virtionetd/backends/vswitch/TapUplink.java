@@ -25,7 +25,7 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * <p>Offloads: the tap sits behind an {@link OffloadingBackend}, so a frame leaves the switch with what the tap can
  * carry. A tap with a vnet header takes a guest's GSO frame with its partial checksum as it is (the kernel
- * segments or hands it on whole, design: "segment and checksum only at the port that cannot take it"); a tap without
+ * segments or hands it on whole: offloads are done only at the port that cannot take them); a tap without
  * one gets plain frames, segmented and checksummed in software. In the other direction the tap is programmed
  * (TUNSETOFFLOAD) with every GUEST_* offload it can deliver, so the kernel may hand the switch 64 KiB TCP frames
  * with partial checksums; each guest port then completes what its own driver did not accept.

@@ -5,7 +5,11 @@ package org.virtionetd.virtio.net;
  * done once here so that every backend can trust what it is handed.
  *
  * <p>Each rule returns a {@link Verdict} that names the rule that broke; the device drops that packet and counts
- * it under the verdict's name, never failing the device (design card: "An invalid header drops that packet").
+ * it under the verdict's name, never failing the device: one hostile or buggy header costs that packet only
+ * (docs/security.md, "Guest data and the logs").
+ *
+ * <p>{@link #offloadsCarried} is the part that compares the header with a feature set: the device asks it about
+ * the negotiated features, a backend that completes offloads in software about the ones its own backend carries.
  */
 public final class HeaderCheck {
     /** Why a transmitted header was refused; OK when it was not. */
@@ -48,30 +52,18 @@ public final class HeaderCheck {
         if ((flags & ~VirtioNetHeader.F_NEEDS_CSUM) != 0) {
             return Verdict.BAD_FLAGS;
         }
-        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0) {
-            if (!VirtioNetFeature.has(negotiated, VirtioNetFeature.CSUM)) {
-                return Verdict.CSUM_NOT_NEGOTIATED;
-            }
-            if (h.csumStart() + h.csumOffset() + 2 > frameLength) {
-                return Verdict.CSUM_OUT_OF_FRAME;
-            }
-        }
         int gso = h.gsoType();
+        Verdict carried = offloadsCarried(negotiated, flags, gso);
+        if (carried == Verdict.CSUM_NOT_NEGOTIATED) {
+            return carried;
+        }
+        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && h.csumStart() + h.csumOffset() + 2 > frameLength) {
+            return Verdict.CSUM_OUT_OF_FRAME;
+        }
+        if (carried != Verdict.OK || (gso & ~VirtioNetHeader.GSO_ECN) == VirtioNetHeader.GSO_NONE) {
+            return carried;
+        }
         int proto = gso & ~VirtioNetHeader.GSO_ECN;
-        if (proto == VirtioNetHeader.GSO_NONE) {
-            // An ECN bit alone is meaningless; Linux's virtio_net_hdr_to_skb refuses it too.
-            return (gso & VirtioNetHeader.GSO_ECN) != 0 ? Verdict.GSO_UNKNOWN : Verdict.OK;
-        }
-        long needed = VirtioNetFeature.hostFeatureFor(proto);
-        if (needed == 0) {
-            return Verdict.GSO_UNKNOWN;
-        }
-        if ((negotiated & needed) == 0) {
-            return Verdict.GSO_NOT_NEGOTIATED;
-        }
-        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(negotiated, VirtioNetFeature.HOST_ECN)) {
-            return Verdict.ECN_NOT_NEGOTIATED;
-        }
         if (h.gsoSize() == 0) {
             return Verdict.GSO_SIZE_ZERO;
         }
@@ -80,6 +72,34 @@ public final class HeaderCheck {
         }
         if (frameLength <= ETH_HLEN + 20) {
             return Verdict.FRAME_TOO_SHORT;
+        }
+        return Verdict.OK;
+    }
+
+    /**
+     * Whether {@code features} include what a header with {@code flags} and {@code gsoType} asks of the side that
+     * sends the packet on (5.1.6.2.1): NEEDS_CSUM needs CSUM, each gso_type its HOST_TSO4/TSO6/UFO/USO, the ECN bit
+     * HOST_ECN. OK, or the first of CSUM_NOT_NEGOTIATED, GSO_UNKNOWN (no such type, or ECN without a type: Linux's
+     * virtio_net_hdr_to_skb refuses it too), GSO_NOT_NEGOTIATED, ECN_NOT_NEGOTIATED. Flags other than NEEDS_CSUM
+     * are not looked at. Pure and allocation-free.
+     */
+    public static Verdict offloadsCarried(long features, int flags, int gsoType) {
+        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !VirtioNetFeature.has(features, VirtioNetFeature.CSUM)) {
+            return Verdict.CSUM_NOT_NEGOTIATED;
+        }
+        int proto = gsoType & ~VirtioNetHeader.GSO_ECN;
+        if (proto == VirtioNetHeader.GSO_NONE) {
+            return (gsoType & VirtioNetHeader.GSO_ECN) != 0 ? Verdict.GSO_UNKNOWN : Verdict.OK;
+        }
+        long needed = VirtioNetFeature.hostFeatureFor(proto);
+        if (needed == 0) {
+            return Verdict.GSO_UNKNOWN;
+        }
+        if ((features & needed) == 0) {
+            return Verdict.GSO_NOT_NEGOTIATED;
+        }
+        if ((gsoType & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(features, VirtioNetFeature.HOST_ECN)) {
+            return Verdict.ECN_NOT_NEGOTIATED;
         }
         return Verdict.OK;
     }

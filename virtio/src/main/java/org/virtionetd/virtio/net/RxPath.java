@@ -299,28 +299,29 @@ final class RxPath {
     }
 
     /**
-     * 5.1.6.4.1: NEEDS_CSUM only with GUEST_CSUM, a GSO type only with its GUEST_* feature. DATA_VALID without
-     * GUEST_CSUM is cleared (flags must then be zero); anything else cannot be fixed here and the frame is dropped.
+     * 5.1.6.4.1, by {@link GuestOffloadRule}: a frame whose header asks for an offload the driver did not accept
+     * cannot be fixed here and is dropped; DATA_VALID without GUEST_CSUM is cleared (flags must then be zero).
+     * A USO frame is judged by its IP version: the EtherType after at most two 802.1Q / 802.1ad tags (IEEE 802.1Q
+     * section 9), read back from the guest buffers.
      */
     private boolean offloadsAllowed() {
-        long allowed = device.guestOffloads();
         int flags = byteAt(VirtioNetHeader.FLAGS_OFFSET);
         int gso = byteAt(VirtioNetHeader.GSO_TYPE_OFFSET);
-        boolean csum = VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_CSUM);
-        if ((flags & VirtioNetHeader.F_NEEDS_CSUM) != 0 && !csum) {
-            return false;
+        int ipVersion = 0;
+        if (GuestOffloadRule.needsIpVersion(gso)) {
+            int at = device.headerLength() + 12;
+            int type = (byteAt(at) << 8) | byteAt(at + 1);
+            for (int tags = 0; tags < 2 && (type == 0x8100 || type == 0x88a8); tags++) {
+                at += 4;
+                type = (byteAt(at) << 8) | byteAt(at + 1);
+            }
+            ipVersion = type == 0x0800 ? 4 : type == 0x86dd ? 6 : 0;
         }
-        if (flags != 0 && !csum) {
+        GuestOffloadRule.Verdict v = GuestOffloadRule.verdict(device.guestOffloads(), flags, gso, ipVersion);
+        if (v == GuestOffloadRule.Verdict.DELIVER_WITHOUT_FLAGS) {
             putByte(VirtioNetHeader.FLAGS_OFFSET, 0);
         }
-        int proto = gso & ~VirtioNetHeader.GSO_ECN;
-        if (proto == VirtioNetHeader.GSO_NONE) {
-            return true;
-        }
-        if ((gso & VirtioNetHeader.GSO_ECN) != 0 && !VirtioNetFeature.has(allowed, VirtioNetFeature.GUEST_ECN)) {
-            return false;
-        }
-        return (allowed & VirtioNetFeature.guestFeaturesFor(proto)) != 0;
+        return v.deliverable();
     }
 
     private long destination(int hdrLen) {

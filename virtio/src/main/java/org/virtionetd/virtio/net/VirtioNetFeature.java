@@ -134,16 +134,18 @@ public final class VirtioNetFeature {
     }
 
     /**
-     * The features of which a driver must have accepted one to receive a GSO frame of {@code gsoProtocol}
-     * (5.1.6.4.1): GUEST_TSO4/TSO6/UFO, and GUEST_USO4 or GUEST_USO6 for UDP_L4 (which one depends on the IP
-     * version); 0 for GSO_NONE or a type that does not exist.
+     * The feature a driver must have accepted to receive a GSO frame of {@code gsoProtocol} (gso_type without ECN)
+     * whose IP version is {@code ipVersion} (4, 6, or 0 when not IP) (5.1.3, 5.1.6.4.1): GUEST_TSO4/TSO6/UFO by the
+     * type alone (it names the IP version), GUEST_USO4 or GUEST_USO6 by the frame's IP version for UDP_L4 (0 when
+     * it is neither); 0 for GSO_NONE or a type that does not exist.
      */
-    public static long guestFeaturesFor(int gsoProtocol) {
+    public static long guestFeatureFor(int gsoProtocol, int ipVersion) {
         switch (gsoProtocol) {
             case VirtioNetHeader.GSO_TCPV4: return 1L << GUEST_TSO4;
             case VirtioNetHeader.GSO_TCPV6: return 1L << GUEST_TSO6;
             case VirtioNetHeader.GSO_UDP: return 1L << GUEST_UFO;
-            case VirtioNetHeader.GSO_UDP_L4: return (1L << GUEST_USO4) | (1L << GUEST_USO6);
+            case VirtioNetHeader.GSO_UDP_L4:
+                return ipVersion == 4 ? 1L << GUEST_USO4 : ipVersion == 6 ? 1L << GUEST_USO6 : 0;
             default: return 0;
         }
     }

@@ -1,9 +1,7 @@
 package org.virtionetd.glue.cli;
 
-import org.virtionetd.backends.offload.OffloadingBackend;
 import org.virtionetd.backends.BackendFactory;
 import org.virtionetd.backends.Backends;
-import org.virtionetd.backends.vswitch.SwitchSpec;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
 import org.virtionetd.glue.control.StatsReport;
@@ -208,18 +206,11 @@ public final class Main implements Callable<Integer> {
         try {
             config = NetDeviceConfig.builder().mac(MacAddress.parse(d.mac())).mtu(mtu).queuePairs(queues)
                     .maxQueueSize(queueSize).busyPollMicros(busyPollMicros).build();
-            BackendFactory factory = Backends.parse(d.backend());
-            // A switch port carries every offload itself (it segments only for a driver that did not accept
-            // them), so --software-offload means nothing there.
-            boolean isSwitch = factory instanceof SwitchSpec;
-            factory = noOffload || softwareOffload && !isSwitch ? factory.withoutOffload() : factory;
+            // The registry decides what wraps the backend (the software offload engine where it is needed).
+            BackendFactory factory = Backends.assemble(d.backend(), noOffload ? Backends.Offloads.NONE
+                    : softwareOffload ? Backends.Offloads.SOFTWARE : Backends.Offloads.BACKEND);
             backendName = factory.toString();
-            for (NetBackend nb : factory.open(config.queuePairs())) {
-                // The software engine goes in front of a backend that cannot carry every offload the guest may
-                // hand over: it passes through what the backend carries and completes the rest (design card).
-                boolean carriesAll = (nb.capabilities() & VirtioNetFeature.HOST_OFFLOADS) == VirtioNetFeature.HOST_OFFLOADS;
-                backends.add(noOffload || carriesAll ? nb : new OffloadingBackend(nb));
-            }
+            backends.addAll(factory.open(config.queuePairs()));
         } catch (IllegalArgumentException e) {
             backends.forEach(NetBackend::close);
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
