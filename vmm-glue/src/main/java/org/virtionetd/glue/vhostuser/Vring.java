@@ -6,7 +6,7 @@ import org.virtionetd.virtio.queue.Notifier;
 /**
  * What the front-end told us about one vring, kept by the server thread (vhost-user.rst, "Ring states").
  * Addresses are kept as the front-end gave them (user addresses) so that they can be translated again when the
- * memory table changes.
+ * memory table changes. Only {@link VringTable} reads or writes these fields.
  */
 final class Vring {
     final int index;

@@ -1,0 +1,428 @@
+package org.virtionetd.glue.vhostuser;
+
+import org.virtionetd.virtio.device.VirtioDevice;
+import org.virtionetd.virtio.device.VirtioException;
+import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.os.EventFd;
+import org.virtionetd.virtio.os.LinuxNative;
+import org.virtionetd.virtio.queue.Notifier;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.BooleanSupplier;
+
+/**
+ * One connection's vrings (vhost-user.rst, "Ring states"): what SET_VRING_* said about each ring, its kick, call
+ * and err fds, and when the ring starts and stops on the device. The only reader of {@link Vring}'s fields.
+ */
+final class VringTable {
+    /** The transport logs under one name, so that one level setting covers all of it. */
+    private static final System.Logger LOG = System.getLogger(VhostUserServer.class.getName());
+
+    private final VirtioDevice device;
+    private final MemoryTable memory;
+    private final DirtyLogControl dirtyLog;
+    /** True once the front-end acked VHOST_USER_F_PROTOCOL_FEATURES: rings then start disabled. */
+    private final BooleanSupplier protocolFeaturesAcked;
+    private Vring[] vrings;
+
+    VringTable(VirtioDevice device, MemoryTable memory, DirtyLogControl dirtyLog,
+               BooleanSupplier protocolFeaturesAcked) {
+        this.device = device;
+        this.memory = memory;
+        this.dirtyLog = dirtyLog;
+        this.protocolFeaturesAcked = protocolFeaturesAcked;
+        this.vrings = newVrings(device.queueCount());
+    }
+
+    private static Vring[] newVrings(int n) {
+        Vring[] v = new Vring[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = new Vring(i);
+        }
+        return v;
+    }
+
+    private Vring vring(int index, VhostUserRequest request) throws VhostUserException {
+        if (index < 0 || index >= vrings.length) {
+            throw VhostUserException.refused(request.name() + ": queue index " + Integer.toUnsignedString(index)
+                    + ", the device has " + vrings.length + " queues");
+        }
+        return vrings[index];
+    }
+
+    // ------------------------------------------------------------------ SET_VRING_* and GET_VRING_BASE
+
+    void setNum(int index, int num) throws VhostUserException {
+        Vring v = vring(index, VhostUserRequest.SET_VRING_NUM);
+        if (v.started) {
+            throw VhostUserException.refused("SET_VRING_NUM on queue " + v.index + " while it runs");
+        }
+        v.size = num;
+        v.sizeSet = true;
+        v.configured = false;
+        if (v.addressSet) {
+            configure(v);
+            updateUsedRingLog();
+            maybeStart(v);
+        }
+    }
+
+    void setAddress(VhostUserMessage m) throws VhostUserException {
+        Vring v = vring(m.addressIndex(), VhostUserRequest.SET_VRING_ADDR);
+        if (!memory.mapped()) {
+            throw VhostUserException.refused("SET_VRING_ADDR for queue " + v.index + " before any memory table");
+        }
+        long desc = m.descriptorAddress();
+        long avail = m.availableAddress();
+        long used = m.usedAddress();
+        // Translate first, so that a bad message changes nothing.
+        long descGpa = translate(v, "descriptor table", desc);
+        long availGpa = translate(v, "available ring", avail);
+        long usedGpa = translate(v, "used ring", used);
+        if (v.started && v.configured && descGpa == v.descGpa && availGpa == v.availGpa && usedGpa == v.usedGpa) {
+            // Same ring, new flags: QEMU switches used-ring logging this way on a running ring (migration).
+            v.addressFlags = m.addressFlags();
+            v.logGuestAddress = m.logGuestAddress();
+            updateUsedRingLog();
+            return;
+        }
+        List<Vring> paused = new ArrayList<>();
+        if (v.started) {
+            stopVring(v, false);
+            paused.add(v);
+        }
+        long oldDesc = v.descUser;
+        long oldAvail = v.availUser;
+        long oldUsed = v.usedUser;
+        boolean oldSet = v.addressSet;
+        v.descUser = desc;
+        v.availUser = avail;
+        v.usedUser = used;
+        v.addressSet = true;
+        v.configured = false;
+        try {
+            if (v.sizeSet) {
+                configure(v);
+            }
+        } catch (VhostUserException e) {
+            v.descUser = oldDesc;
+            v.availUser = oldAvail;
+            v.usedUser = oldUsed;
+            v.addressSet = oldSet;
+            if (oldSet && v.sizeSet) {
+                try {
+                    configure(v);
+                } catch (VhostUserException again) {
+                    LOG.log(System.Logger.Level.WARNING, again.getMessage());
+                }
+            }
+            resume(paused);
+            throw e;
+        }
+        v.addressFlags = m.addressFlags();
+        v.logGuestAddress = m.logGuestAddress();
+        updateUsedRingLog();
+        resume(paused);
+        maybeStart(v);
+    }
+
+    void setBase(int index, int base) throws VhostUserException {
+        Vring v = vring(index, VhostUserRequest.SET_VRING_BASE);
+        if (v.started) {
+            throw VhostUserException.refused("SET_VRING_BASE on queue " + v.index + " while it runs");
+        }
+        if (base < 0 || base > 0xffff) {
+            throw VhostUserException.refused("queue " + v.index + ": base "
+                    + Integer.toUnsignedString(base) + " is not a 16-bit ring index");
+        }
+        v.base = base;
+    }
+
+    /** GET_VRING_BASE: stops the ring for good and returns its next available index. */
+    int stopAndGetBase(int index) throws VhostUserException {
+        if (index < 0 || index >= vrings.length) {
+            // The front-end waits for a vring state we cannot give: end the connection.
+            throw VhostUserException.malformed("GET_VRING_BASE for queue " + Integer.toUnsignedString(index)
+                    + ", the device has " + vrings.length);
+        }
+        Vring v = vrings[index];
+        stopVring(v, true);
+        return v.base;
+    }
+
+    void setKick(VhostUserMessage m) throws VhostUserException {
+        long u = m.u64();
+        Vring v = vring((int) (u & VhostUserMessage.VRING_INDEX_MASK), VhostUserRequest.SET_VRING_KICK);
+        EventFd kick = (u & VhostUserMessage.VRING_NOFD_MASK) != 0 ? null : EventFd.adopt(m.takeFd(0));
+        if (kick != null) {
+            String what = fdTarget(kick.fd());
+            if (!what.equals("anon_inode:[eventfd]")) {
+                kick.close();
+                // The queue loop polls the kick: a file that cannot be polled would stop the whole pair.
+                throw VhostUserException.refused("queue " + v.index + ": the kick fd is " + what + ", not an eventfd");
+            }
+        }
+        if (v.started) {
+            stopVring(v, false);
+        }
+        if (v.kick != null) {
+            v.kick.close();
+        }
+        v.kick = kick;
+        // "The back-end must start ring upon receiving a kick": the device waits on the kick fd itself, so the
+        // ring starts now (or, with no fd, polls).
+        v.kickReceived = true;
+        maybeStart(v);
+        if (!v.started) {
+            LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " has its kick; it starts once its size,"
+                    + " addresses and memory are set");
+        }
+    }
+
+    /** What an fd refers to, as /proc shows it (e.g. "anon_inode:[eventfd]"). */
+    private static String fdTarget(int fd) {
+        try {
+            return java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + fd)).toString();
+        } catch (IOException | RuntimeException e) {
+            return "unknown (" + e.getMessage() + ")";
+        }
+    }
+
+    void setCall(VhostUserMessage m) throws VhostUserException {
+        long u = m.u64();
+        Vring v = vring((int) (u & VhostUserMessage.VRING_INDEX_MASK), VhostUserRequest.SET_VRING_CALL);
+        if ((u & VhostUserMessage.VRING_NOFD_MASK) != 0) {
+            v.callActive = false;
+        } else {
+            int fd = m.takeFd(0);
+            if (v.callSlot == null) {
+                v.callSlot = EventFd.adopt(fd);
+                EventFd slot = v.callSlot;
+                v.callNotifier = slot::signal;
+            } else {
+                try {
+                    LinuxNative.dup3(fd, v.callSlot.fd());
+                } catch (IOException e) {
+                    throw VhostUserException.refused("queue " + v.index + ": cannot install call fd: "
+                            + e.getMessage(), e);
+                } finally {
+                    LinuxNative.close(fd);
+                }
+            }
+            v.callActive = true;
+        }
+        device.setNotifier(v.index, v.notifier());
+    }
+
+    void setErr(VhostUserMessage m) throws VhostUserException {
+        long u = m.u64();
+        Vring v = vring((int) (u & VhostUserMessage.VRING_INDEX_MASK), VhostUserRequest.SET_VRING_ERR);
+        EventFd fd = (u & VhostUserMessage.VRING_NOFD_MASK) != 0 ? null : EventFd.adopt(m.takeFd(0));
+        if (v.err != null) {
+            v.err.close();
+        }
+        v.err = fd;
+    }
+
+    void setEnable(int index, int num) throws VhostUserException {
+        Vring v = vring(index, VhostUserRequest.SET_VRING_ENABLE);
+        if (num != 0 && num != 1) {
+            throw VhostUserException.refused("SET_VRING_ENABLE queue " + v.index + " with "
+                    + Integer.toUnsignedString(num) + ", expected 0 or 1");
+        }
+        v.enabled = num == 1;
+        if (v.started) {
+            device.setQueueEnabled(v.index, num == 1);
+        }
+    }
+
+    /** RESET_OWNER: deprecated; the spec recommends ignoring it or disabling all rings. We disable them. */
+    void disableAll() {
+        for (Vring v : vrings) {
+            v.enabled = Boolean.FALSE;
+            if (v.started) {
+                device.setQueueEnabled(v.index, false);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ start and stop
+
+    private long translate(Vring v, String what, long user) throws VhostUserException {
+        long gpa = memory.guestAddressOfUser(user);
+        if (gpa == GuestMemory.NOWHERE) {
+            throw VhostUserException.refused("queue " + v.index + ": " + what + " user address 0x"
+                    + Long.toHexString(user) + " is in no memory region");
+        }
+        return gpa;
+    }
+
+    /** Translates the ring's user addresses and gives them to the device (which checks size and addresses). */
+    private void configure(Vring v) throws VhostUserException {
+        long desc = translate(v, "descriptor table", v.descUser);
+        long avail = translate(v, "available ring", v.availUser);
+        long used = translate(v, "used ring", v.usedUser);
+        try {
+            device.setQueue(v.index, v.size, desc, avail, used);
+        } catch (VirtioException e) {
+            v.configured = false;
+            throw VhostUserException.refused("queue " + v.index + " size " + Integer.toUnsignedString(v.size)
+                    + ": " + e.getMessage(), e);
+        }
+        v.descGpa = desc;
+        v.availGpa = avail;
+        v.usedGpa = used;
+        v.configured = true;
+    }
+
+    private boolean enabledAtStart(Vring v) {
+        if (v.enabled != null) {
+            return v.enabled;
+        }
+        // "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the ring starts directly in the enabled
+        // state ... If it has been negotiated, the ring is initialized in a disabled state".
+        return !protocolFeaturesAcked.getAsBoolean();
+    }
+
+    private void maybeStart(Vring v) throws VhostUserException {
+        if (v.started || !v.kickReceived || !v.configured || !memory.mapped()) {
+            return;
+        }
+        try {
+            device.setQueueNextAvail(v.index, v.base);
+            device.startQueue(v.index, v.kick, v.notifier());
+        } catch (VirtioException e) {
+            throw VhostUserException.refused("queue " + v.index + " cannot start: " + e.getMessage(), e);
+        }
+        v.started = true;
+        device.setQueueEnabled(v.index, enabledAtStart(v));
+        LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " started, size " + v.size + ", base " + v.base);
+    }
+
+    /**
+     * Stops a running ring and keeps its next available index as the base. {@code forGood} (GET_VRING_BASE) also
+     * drops the kick: the ring starts again only with a new SET_VRING_KICK.
+     */
+    private void stopVring(Vring v, boolean forGood) {
+        if (v.started) {
+            v.base = device.stopQueue(v.index) & 0xffff;
+            v.started = false;
+        }
+        if (forGood) {
+            v.kickReceived = false;
+            if (v.kick != null) {
+                v.kick.close();
+                v.kick = null;
+            }
+        }
+    }
+
+    /** Stops the running rings (bases kept) and returns them, for {@link #resume}. */
+    List<Vring> pauseRunning() {
+        List<Vring> paused = new ArrayList<>();
+        for (Vring v : vrings) {
+            if (v.started) {
+                stopVring(v, false);
+                paused.add(v);
+            }
+        }
+        return paused;
+    }
+
+    /** Starts the given rings again where they can start; one that cannot is logged and stays stopped. */
+    void resume(List<Vring> paused) {
+        for (Vring v : paused) {
+            try {
+                maybeStart(v);
+            } catch (VhostUserException e) {
+                LOG.log(System.Logger.Level.WARNING, "queue " + v.index + " cannot restart: " + e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * After a new memory table: ring addresses are translated again in it and every ring that has its kick starts
+     * if it can, also one stopped by an earlier table that lost its ring. The rings were paused before.
+     */
+    void moveToNewMemory() {
+        for (Vring v : vrings) {
+            v.configured = false;
+            if (v.addressSet && v.sizeSet) {
+                try {
+                    configure(v);
+                } catch (VhostUserException e) {
+                    LOG.log(System.Logger.Level.WARNING, "queue " + v.index + " no longer fits the new memory table: "
+                            + e.getMessage());
+                }
+            }
+        }
+        resume(List.of(vrings));
+        updateUsedRingLog();
+    }
+
+    /** Tells the dirty log where the configured rings' used rings are (and which ones to log). */
+    void updateUsedRingLog() {
+        DirtyPageLog log = dirtyLog.log();
+        if (log == null) {
+            return;
+        }
+        List<DirtyPageLog.UsedRing> rings = new ArrayList<>();
+        for (Vring v : vrings) {
+            if (v.configured) {
+                rings.add(new DirtyPageLog.UsedRing(v.usedGpa, v.usedLength(), v.logGuestAddress,
+                        (v.addressFlags & VhostUserMessage.VRING_F_LOG) != 0));
+            }
+        }
+        log.setUsedRings(rings.toArray(new DirtyPageLog.UsedRing[0]));
+    }
+
+    // ------------------------------------------------------------------ device status, reset and teardown
+
+    /** Every ring stopped for good (bases kept, kicks closed). */
+    void stopAll() {
+        for (Vring v : vrings) {
+            stopVring(v, true);
+        }
+    }
+
+    /** SET_STATUS 0 resets the device's queues: ours stop for good and must be configured again. */
+    void stopAllForDeviceReset() {
+        for (Vring v : vrings) {
+            stopVring(v, true);
+            v.configured = false;
+        }
+    }
+
+    /** The device forgets our call eventfds before they are closed. */
+    void detachNotifiers() {
+        for (Vring v : vrings) {
+            if (v.callSlot != null) {
+                device.setNotifier(v.index, Notifier.NONE);
+            }
+        }
+    }
+
+    /** Closes every kick, call and err fd the front-end sent. */
+    void closeFds() {
+        for (Vring v : vrings) {
+            for (EventFd e : new EventFd[] {v.kick, v.callSlot, v.err}) {
+                if (e != null) {
+                    e.close();
+                }
+            }
+            v.kick = null;
+            v.callSlot = null;
+            v.err = null;
+            v.callActive = false;
+            v.callNotifier = Notifier.NONE;
+        }
+    }
+
+    /** RESET_DEVICE: fds closed and every ring forgotten, as on a new connection. */
+    void reset() {
+        closeFds();
+        vrings = newVrings(vrings.length);
+    }
+}
