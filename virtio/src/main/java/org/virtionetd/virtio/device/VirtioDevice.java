@@ -56,6 +56,18 @@ public interface VirtioDevice extends AutoCloseable {
     /** Stops queue {@code index} and returns the next available index it would have read (GET_VRING_BASE). */
     int stopQueue(int index);
 
+    /**
+     * Whether queue {@code index} runs: started and not stopped or reset since. The device owns that state; a
+     * transport asks instead of keeping a copy. False for an index the device does not have.
+     */
+    boolean queueStarted(int index);
+
+    /**
+     * The next available index of queue {@code index}: where it runs now, where it stopped, or the base set since
+     * ({@link #setQueueNextAvail}); 0 after a reset or for an index the device does not have.
+     */
+    int queueNextAvail(int index);
+
     /** Reads device-specific configuration space (virtio 1.2, 4.1.4.8 / 5.1.4). Out of range: CONFIG. */
     byte[] readConfig(int offset, int length) throws VirtioException;
 

@@ -306,6 +306,16 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return next;
     }
 
+    @Override
+    public synchronized boolean queueStarted(int index) {
+        return index >= 0 && index < queues.length && queues[index].started();
+    }
+
+    @Override
+    public synchronized int queueNextAvail(int index) {
+        return index >= 0 && index < queues.length ? queues[index].nextAvail() : 0;
+    }
+
     private int pairOf(int queueIndex) {
         return queueIndex == 2 * pairs ? 0 : queueIndex / 2;
     }

@@ -46,6 +46,11 @@ public final class Virtqueue {
         return SplitQueue.validSize(size);
     }
 
+    /** Bytes of the device area the device writes for a queue of {@code size} (split: the used ring, 2.7.8). */
+    public static long deviceAreaBytes(int size) {
+        return SplitQueue.usedRingBytes(size);
+    }
+
     // ---- configuration (transport, while stopped) --------------------------------------------------------
 
     public int size() {

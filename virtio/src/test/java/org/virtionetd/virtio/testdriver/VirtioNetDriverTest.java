@@ -128,6 +128,16 @@ class VirtioNetDriverTest {
         }
 
         @Override
+        public boolean queueStarted(int index) {
+            return false;
+        }
+
+        @Override
+        public int queueNextAvail(int index) {
+            return 7;
+        }
+
+        @Override
         public byte[] readConfig(int offset, int length) {
             return Arrays.copyOfRange(config, offset, offset + length);
         }

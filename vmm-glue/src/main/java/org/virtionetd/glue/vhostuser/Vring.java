@@ -4,14 +4,16 @@ import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.queue.Notifier;
 
 /**
- * What the front-end told us about one vring, kept by the server thread (vhost-user.rst, "Ring states").
- * Addresses are kept as the front-end gave them (user addresses) so that they can be translated again when the
- * memory table changes. Only {@link VringTable} reads or writes these fields.
+ * What the front-end told us about one vring that the device does not hold, kept by the server thread
+ * (vhost-user.rst, "Ring states"): the message values not yet given to the device, the user addresses (translated
+ * again when the memory table changes), the logging flags, and the fds the front-end sent, which the transport
+ * owns and closes. The queue's own state (accepted size and guest addresses, base, enabled, started) lives in the
+ * device's virtqueue and is asked from there. Only {@link VringTable} reads or writes these fields.
  */
 final class Vring {
     final int index;
-    /** SET_VRING_NUM, as given (0 included: the device refuses it). */
-    int size;
+    /** SET_VRING_NUM, as given (0 included: the device refuses it once the addresses come too). */
+    int requestedSize;
     boolean sizeSet;
     boolean addressSet;
     long descUser;
@@ -19,14 +21,8 @@ final class Vring {
     long usedUser;
     int addressFlags;
     long logGuestAddress;
-    /** Guest-physical addresses of the last successful {@code setQueue}, valid while {@link #configured}. */
-    long descGpa;
-    long availGpa;
-    long usedGpa;
-    /** The device accepted size and addresses for the current memory. */
+    /** The device accepted size and addresses, translated in the current memory table. */
     boolean configured;
-    /** SET_VRING_BASE, or what GET_VRING_BASE returned. */
-    int base;
     /** A SET_VRING_KICK arrived since the ring was last stopped; {@link #kick} null then means "poll". */
     boolean kickReceived;
     EventFd kick;
@@ -38,9 +34,11 @@ final class Vring {
     Notifier callNotifier = Notifier.NONE;
     boolean callActive;
     EventFd err;
-    /** SET_VRING_ENABLE; null until received (the default then depends on PROTOCOL_FEATURES). */
-    Boolean enabled;
-    boolean started;
+    /**
+     * SET_VRING_ENABLE arrived since the ring was initialized, so the device's enabled state is the front-end's
+     * word; until then it depends on PROTOCOL_FEATURES ({@link VringTable}).
+     */
+    boolean enableReceived;
 
     Vring(int index) {
         this.index = index;
@@ -48,10 +46,5 @@ final class Vring {
 
     Notifier notifier() {
         return callActive ? callNotifier : Notifier.NONE;
-    }
-
-    /** Used ring length for a split ring (2.7.8): flags, idx, ring[size] of 8 bytes, avail_event. */
-    long usedLength() {
-        return 4 + 8L * size + 2;
     }
 }

@@ -6,6 +6,7 @@ import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.os.LinuxNative;
 import org.virtionetd.virtio.queue.Notifier;
+import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -14,7 +15,8 @@ import java.util.function.BooleanSupplier;
 
 /**
  * One connection's vrings (vhost-user.rst, "Ring states"): what SET_VRING_* said about each ring, its kick, call
- * and err fds, and when the ring starts and stops on the device. The only reader of {@link Vring}'s fields.
+ * and err fds, and when the ring starts and stops on the device. The only reader of {@link Vring}'s fields. Whether
+ * a ring runs and where it stands (its base) are the device's: asked from it, never copied here.
  */
 final class VringTable {
     /** The transport logs under one name, so that one level setting covers all of it. */
@@ -56,10 +58,10 @@ final class VringTable {
 
     void setNum(int index, int num) throws VhostUserException {
         Vring v = vring(index, VhostUserRequest.SET_VRING_NUM);
-        if (v.started) {
+        if (started(v)) {
             throw VhostUserException.refused("SET_VRING_NUM on queue " + v.index + " while it runs");
         }
-        v.size = num;
+        v.requestedSize = num;
         v.sizeSet = true;
         v.configured = false;
         if (v.addressSet) {
@@ -78,10 +80,12 @@ final class VringTable {
         long avail = m.availableAddress();
         long used = m.usedAddress();
         // Translate first, so that a bad message changes nothing.
-        long descGpa = translate(v, "descriptor table", desc);
-        long availGpa = translate(v, "available ring", avail);
-        long usedGpa = translate(v, "used ring", used);
-        if (v.started && v.configured && descGpa == v.descGpa && availGpa == v.availGpa && usedGpa == v.usedGpa) {
+        translate(v, "descriptor table", desc);
+        translate(v, "available ring", avail);
+        translate(v, "used ring", used);
+        // In one memory table a user address names one guest address (regions do not overlap in either space).
+        boolean sameRing = v.configured && desc == v.descUser && avail == v.availUser && used == v.usedUser;
+        if (sameRing && started(v)) {
             // Same ring, new flags: QEMU switches used-ring logging this way on a running ring (migration).
             v.addressFlags = m.addressFlags();
             v.logGuestAddress = m.logGuestAddress();
@@ -89,7 +93,7 @@ final class VringTable {
             return;
         }
         List<Vring> paused = new ArrayList<>();
-        if (v.started) {
+        if (started(v)) {
             stopVring(v, false);
             paused.add(v);
         }
@@ -130,14 +134,18 @@ final class VringTable {
 
     void setBase(int index, int base) throws VhostUserException {
         Vring v = vring(index, VhostUserRequest.SET_VRING_BASE);
-        if (v.started) {
+        if (started(v)) {
             throw VhostUserException.refused("SET_VRING_BASE on queue " + v.index + " while it runs");
         }
         if (base < 0 || base > 0xffff) {
             throw VhostUserException.refused("queue " + v.index + ": base "
                     + Integer.toUnsignedString(base) + " is not a 16-bit ring index");
         }
-        v.base = base;
+        try {
+            device.setQueueNextAvail(v.index, base);
+        } catch (VirtioException e) {
+            throw VhostUserException.refused("queue " + v.index + " base " + base + ": " + e.getMessage(), e);
+        }
     }
 
     /** GET_VRING_BASE: stops the ring for good and returns its next available index. */
@@ -147,9 +155,8 @@ final class VringTable {
             throw VhostUserException.malformed("GET_VRING_BASE for queue " + Integer.toUnsignedString(index)
                     + ", the device has " + vrings.length);
         }
-        Vring v = vrings[index];
-        stopVring(v, true);
-        return v.base;
+        stopVring(vrings[index], true);
+        return device.queueNextAvail(index) & 0xffff;
     }
 
     void setKick(VhostUserMessage m) throws VhostUserException {
@@ -164,7 +171,7 @@ final class VringTable {
                 throw VhostUserException.refused("queue " + v.index + ": the kick fd is " + what + ", not an eventfd");
             }
         }
-        if (v.started) {
+        if (started(v)) {
             stopVring(v, false);
         }
         if (v.kick != null) {
@@ -175,7 +182,7 @@ final class VringTable {
         // ring starts now (or, with no fd, polls).
         v.kickReceived = true;
         maybeStart(v);
-        if (!v.started) {
+        if (!started(v)) {
             LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " has its kick; it starts once its size,"
                     + " addresses and memory are set");
         }
@@ -232,23 +239,23 @@ final class VringTable {
             throw VhostUserException.refused("SET_VRING_ENABLE queue " + v.index + " with "
                     + Integer.toUnsignedString(num) + ", expected 0 or 1");
         }
-        v.enabled = num == 1;
-        if (v.started) {
-            device.setQueueEnabled(v.index, num == 1);
-        }
+        v.enableReceived = true;
+        device.setQueueEnabled(v.index, num == 1);
     }
 
     /** RESET_OWNER: deprecated; the spec recommends ignoring it or disabling all rings. We disable them. */
     void disableAll() {
         for (Vring v : vrings) {
-            v.enabled = Boolean.FALSE;
-            if (v.started) {
-                device.setQueueEnabled(v.index, false);
-            }
+            v.enableReceived = true;
+            device.setQueueEnabled(v.index, false);
         }
     }
 
     // ------------------------------------------------------------------ start and stop
+
+    private boolean started(Vring v) {
+        return device.queueStarted(v.index);
+    }
 
     private long translate(Vring v, String what, long user) throws VhostUserException {
         long gpa = memory.guestAddressOfUser(user);
@@ -265,50 +272,40 @@ final class VringTable {
         long avail = translate(v, "available ring", v.availUser);
         long used = translate(v, "used ring", v.usedUser);
         try {
-            device.setQueue(v.index, v.size, desc, avail, used);
+            device.setQueue(v.index, v.requestedSize, desc, avail, used);
         } catch (VirtioException e) {
             v.configured = false;
-            throw VhostUserException.refused("queue " + v.index + " size " + Integer.toUnsignedString(v.size)
+            throw VhostUserException.refused("queue " + v.index + " size " + Integer.toUnsignedString(v.requestedSize)
                     + ": " + e.getMessage(), e);
         }
-        v.descGpa = desc;
-        v.availGpa = avail;
-        v.usedGpa = used;
         v.configured = true;
     }
 
-    private boolean enabledAtStart(Vring v) {
-        if (v.enabled != null) {
-            return v.enabled;
-        }
-        // "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the ring starts directly in the enabled
-        // state ... If it has been negotiated, the ring is initialized in a disabled state".
-        return !protocolFeaturesAcked.getAsBoolean();
-    }
-
     private void maybeStart(Vring v) throws VhostUserException {
-        if (v.started || !v.kickReceived || !v.configured || !memory.mapped()) {
+        if (started(v) || !v.kickReceived || !v.configured || !memory.mapped()) {
             return;
         }
         try {
-            device.setQueueNextAvail(v.index, v.base);
             device.startQueue(v.index, v.kick, v.notifier());
         } catch (VirtioException e) {
             throw VhostUserException.refused("queue " + v.index + " cannot start: " + e.getMessage(), e);
         }
-        v.started = true;
-        device.setQueueEnabled(v.index, enabledAtStart(v));
-        LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " started, size " + v.size + ", base " + v.base);
+        if (!v.enableReceived) {
+            // "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the ring starts directly in the enabled
+            // state ... If it has been negotiated, the ring is initialized in a disabled state".
+            device.setQueueEnabled(v.index, !protocolFeaturesAcked.getAsBoolean());
+        }
+        LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " started, size " + v.requestedSize + ", base "
+                + device.queueNextAvail(v.index));
     }
 
     /**
-     * Stops a running ring and keeps its next available index as the base. {@code forGood} (GET_VRING_BASE) also
+     * Stops a running ring; the device keeps where it stopped as its base. {@code forGood} (GET_VRING_BASE) also
      * drops the kick: the ring starts again only with a new SET_VRING_KICK.
      */
     private void stopVring(Vring v, boolean forGood) {
-        if (v.started) {
-            v.base = device.stopQueue(v.index) & 0xffff;
-            v.started = false;
+        if (started(v)) {
+            device.stopQueue(v.index);
         }
         if (forGood) {
             v.kickReceived = false;
@@ -323,7 +320,7 @@ final class VringTable {
     List<Vring> pauseRunning() {
         List<Vring> paused = new ArrayList<>();
         for (Vring v : vrings) {
-            if (v.started) {
+            if (started(v)) {
                 stopVring(v, false);
                 paused.add(v);
             }
@@ -371,7 +368,9 @@ final class VringTable {
         List<DirtyPageLog.UsedRing> rings = new ArrayList<>();
         for (Vring v : vrings) {
             if (v.configured) {
-                rings.add(new DirtyPageLog.UsedRing(v.usedGpa, v.usedLength(), v.logGuestAddress,
+                // configured: the used ring's user address translates in the current table.
+                rings.add(new DirtyPageLog.UsedRing(memory.guestAddressOfUser(v.usedUser),
+                        Virtqueue.deviceAreaBytes(v.requestedSize), v.logGuestAddress,
                         (v.addressFlags & VhostUserMessage.VRING_F_LOG) != 0));
             }
         }
@@ -387,11 +386,15 @@ final class VringTable {
         }
     }
 
-    /** SET_STATUS 0 resets the device's queues: ours stop for good and must be configured again. */
+    /**
+     * SET_STATUS 0 resets the device's queues: ours stop for good and must be configured again, and each ring is
+     * initialized again, so its enabled state is the PROTOCOL_FEATURES default until the next SET_VRING_ENABLE.
+     */
     void stopAllForDeviceReset() {
         for (Vring v : vrings) {
             stopVring(v, true);
             v.configured = false;
+            v.enableReceived = false;
         }
     }
 

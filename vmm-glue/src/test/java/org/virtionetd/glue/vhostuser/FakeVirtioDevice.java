@@ -238,6 +238,16 @@ final class FakeVirtioDevice implements VirtioDevice {
     }
 
     @Override
+    public synchronized boolean queueStarted(int index) {
+        return index >= 0 && index < queues.length && queues[index].running;
+    }
+
+    @Override
+    public synchronized int queueNextAvail(int index) {
+        return index >= 0 && index < queues.length ? queues[index].nextAvail : 0;
+    }
+
+    @Override
     public synchronized byte[] readConfig(int offset, int length) throws VirtioException {
         if (offset < 0 || length < 0 || offset + length > config.length) {
             throw new VirtioException(VirtioException.Kind.CONFIG, "config " + offset + "+" + length
