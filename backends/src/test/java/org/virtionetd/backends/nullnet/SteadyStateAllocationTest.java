@@ -40,7 +40,8 @@ class SteadyStateAllocationTest {
             assertThat(before).as("allocation counter of the loop thread").isNotNegative();
             assertThat(packets).isGreaterThanOrEqualTo(MEASURED);
             assertThat((after - before) / (double) packets)
-                    .as("bytes allocated per packet by the event loop (%d bytes for %d packets)", after - before, packets)
+                    .as("bytes allocated per packet by the event loop (%d bytes for %d packets)", after - before,
+                            packets)
                     .isLessThan(1.0);
         }
     }
