@@ -2,14 +2,11 @@ package org.virtionetd.backends.nullnet;
 
 import org.junit.jupiter.api.Test;
 import org.virtionetd.backends.Backends;
-import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.memory.MemfdGuestMemory;
-import org.virtionetd.virtio.net.NetDeviceConfig;
-import org.virtionetd.virtio.net.VirtioNetDevice;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.List;
@@ -32,25 +29,18 @@ class NullBackendTest {
     @Test
     void sinkCountsWhatTheGuestSendsAndSourceFeedsTheGuest() throws Exception {
         NullBackend backend = new NullBackend(100);
-        VirtioNetDevice device = new VirtioNetDevice(NetDeviceConfig.builder().build(), p -> backend);
-        try (GuestMemory memory = MemfdGuestMemory.create(0, 16 << 20)) {
-            VirtioNetDriver driver = new VirtioNetDriver(device, memory,
-                    new VirtioNetDriver.Options().queueSize(64).timeout(Duration.ofSeconds(10)));
-            try {
-                driver.start();
-                for (int i = 0; i < 10; i++) {
-                    driver.awaitTransmitted(0, driver.transmit(0, NetHeaderFields.none(), new byte[60]));
-                }
-                assertThat(backend.sentCount()).isEqualTo(10);
-                List<ReceivedPacket> got = driver.awaitPackets(0, 200);
-                assertThat(got.get(0).frame()).hasSize(100);
-                assertThat(got.get(0).frame()[12]).isEqualTo((byte) 0x08);
-                Await.until(Duration.ofSeconds(5), () -> backend.deliveredCount() >= 200, "200 frames delivered",
-                        () -> "delivered " + backend.deliveredCount());
-            } finally {
-                driver.close();
-                device.close();
+        try (NetFixture f = NetFixture.builder().backend(p -> backend).memory(16 << 20)
+                .options(new VirtioNetDriver.Options().queueSize(64)).start()) {
+            VirtioNetDriver driver = f.driver;
+            for (int i = 0; i < 10; i++) {
+                driver.awaitTransmitted(0, driver.transmit(0, NetHeaderFields.none(), new byte[60]));
             }
+            assertThat(backend.sentCount()).isEqualTo(10);
+            List<ReceivedPacket> got = driver.awaitPackets(0, 200);
+            assertThat(got.get(0).frame()).hasSize(100);
+            assertThat(got.get(0).frame()[12]).isEqualTo((byte) 0x08);
+            Await.until(Duration.ofSeconds(5), () -> backend.deliveredCount() >= 200, "200 frames delivered",
+                    () -> "delivered " + backend.deliveredCount());
         }
     }
 }

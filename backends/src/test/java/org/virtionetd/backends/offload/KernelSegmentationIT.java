@@ -8,12 +8,12 @@ import net.jqwik.api.Tag;
 import net.jqwik.api.constraints.IntRange;
 import net.jqwik.api.lifecycle.AfterContainer;
 import net.jqwik.api.lifecycle.BeforeContainer;
-import org.virtionetd.backends.offload.KernelNet.Background;
-import org.virtionetd.backends.offload.KernelNet.Netns;
 import org.virtionetd.backends.tap.TapBackend;
 import org.virtionetd.backends.tap.TapDevice;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetHeader;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -190,15 +190,15 @@ class KernelSegmentationIT {
 
     /** The bridge that makes the kernel segment: tap (vnet header) -> bridge -> veth (no offloads) -> capture. */
     static final class Reference implements AutoCloseable {
-        final String tap = KernelNet.uniqueName("vkt");
-        final String vethNear = KernelNet.uniqueName("vka");
-        final String vethFar = KernelNet.uniqueName("vkb");
+        final String tap = NetNs.uniqueLinkName("vkt");
+        final String vethNear = NetNs.uniqueLinkName("vka");
+        final String vethFar = NetNs.uniqueLinkName("vkb");
         final Path dir;
         final Path pcap;
         TapBackend backend;
-        Netns bridgeNs;
-        Netns farNs;
-        Background capture;
+        NetNs bridgeNs;
+        NetNs farNs;
+        Spawned capture;
         int consumed;
         int fences;
         final Packet fence = new Packet(1);
@@ -210,15 +210,15 @@ class KernelSegmentationIT {
             try {
                 backend = TapBackend.open(tap, true);
                 assertThat(backend.vnetHeader()).as("tap %s has a vnet header", tap).isTrue();
-                bridgeNs = new Netns(false);
-                farNs = new Netns(false);
+                bridgeNs = NetNs.createWithoutIpv6();
+                farNs = NetNs.createWithoutIpv6();
                 bridgeNs.moveIn(tap);
                 // A bridge in a fresh namespace must not hand bridged IP to netfilter (random addresses here).
                 for (String s : new String[] {"arptables", "iptables", "ip6tables"}) {
-                    bridgeNs.tryExec("sysctl", "-qw", "net.bridge.bridge-nf-call-" + s + "=0");
+                    bridgeNs.run("sysctl", "-qw", "net.bridge.bridge-nf-call-" + s + "=0");
                 }
                 bridgeNs.ip("link", "add", "br0", "type", "bridge");
-                bridgeNs.ip("link", "add", vethNear, "type", "veth", "peer", "name", vethFar, "netns", farNs.name);
+                bridgeNs.ip("link", "add", vethNear, "type", "veth", "peer", "name", vethFar, "netns", farNs.name());
                 for (String l : new String[] {tap, vethNear, "br0"}) {
                     bridgeNs.ip("link", "set", l, "mtu", Integer.toString(MTU));
                 }
@@ -232,7 +232,7 @@ class KernelSegmentationIT {
                 String k = bridgeNs.exec("ethtool", "-k", vethNear);
                 assertThat(k).as("offloads of %s", vethNear).contains("tcp-segmentation-offload: off")
                         .contains("tx-checksumming: off").contains("tx-udp-segmentation: off");
-                farNs.tryExec("ethtool", "-K", vethFar, "gro", "off");
+                farNs.run("ethtool", "-K", vethFar, "gro", "off");
                 for (String l : new String[] {"br0", vethNear, tap}) {
                     bridgeNs.ip("link", "set", l, "up");
                 }
@@ -241,9 +241,8 @@ class KernelSegmentationIT {
                 // here (libpcap 1.10.3, kernel 6.18) it lost frames: of 56 UDP segments that reached the far
                 // namespace's IP layer (56 OTHERHOST drops counted by the kfree_skb trace point) it wrote 32, and
                 // not the frame after them, with or without --immediate-mode. A plain recvfrom has no ring to lose.
-                capture = new Background(farNs.prefixed("python3", "-u", "-c", CAPTURE, vethFar, pcap.toString(),
-                        SRC_MAC));
-                capture.await(l -> l.startsWith("listening on"), WAIT, "'listening on' line");
+                capture = farNs.spawn("capture", "python3", "-u", "-c", CAPTURE, vethFar, pcap.toString(), SRC_MAC);
+                capture.awaitLine(l -> l.startsWith("listening on"), "'listening on' line", WAIT);
                 waitForBridgePortsForwarding();
             } catch (RuntimeException | Error | IOException e) {
                 close();
@@ -385,17 +384,23 @@ class KernelSegmentationIT {
             if (backend != null) {
                 backend.close();
             }
-            if (farNs != null) {
-                farNs.close();
-            }
-            if (bridgeNs != null) {
-                bridgeNs.close();
-            }
             try {
-                Files.deleteIfExists(pcap);
-                Files.deleteIfExists(dir);
-            } catch (IOException ignored) {
-                // a leftover temp file is harmless
+                if (farNs != null) {
+                    farNs.close();
+                }
+            } finally {
+                try {
+                    if (bridgeNs != null) {
+                        bridgeNs.close();
+                    }
+                } finally {
+                    try {
+                        Files.deleteIfExists(pcap);
+                        Files.deleteIfExists(dir);
+                    } catch (IOException ignored) {
+                        // a leftover temp file is harmless
+                    }
+                }
             }
         }
     }
@@ -434,7 +439,7 @@ class KernelSegmentationIT {
         // the multisets.
         assertThat(got).as("datagrams delivered for %s (%d B payload, gso %d, %s)", ufo ? "UFO" : "USO", payload, mss,
                 v6 ? "IPv6" : "IPv4").containsExactlyInAnyOrderElementsOf(expected);
-        assertThat(judge.udpChecksumErrors(v6)).as("UDP InCsumErrors in %s", judge.ns.name).isEqualTo(csumBefore);
+        assertThat(judge.udpChecksumErrors(v6)).as("UDP InCsumErrors in %s", judge.ns.name()).isEqualTo(csumBefore);
     }
 
     @Property(shrinking = ShrinkingMode.OFF, tries = 15)
@@ -444,8 +449,8 @@ class KernelSegmentationIT {
             @ForAll @IntRange(min = 64, max = 1400) int mss) throws IOException {
         Random rnd = new Random(seed);
         int sport = PORTS.incrementAndGet();
-        long tcpCsumBefore = judge.ns.counter("Tcp", "InCsumErrors");
-        long inSegsBefore = judge.ns.counter("Tcp", "InSegs");
+        long tcpCsumBefore = judge.ns.snmp("Tcp", "InCsumErrors");
+        long inSegsBefore = judge.ns.snmp("Tcp", "InSegs");
         Judge.Handshake hs = judge.connect(rnd, v6, sport);
         payload = Math.min(payload, hs.window);
         // Random NOP options (up to 40 bytes) on every data segment; ACK|PSH|FIN: the engine keeps PSH and FIN
@@ -463,9 +468,9 @@ class KernelSegmentationIT {
         List<String> got = judge.awaitLines("tcp " + sport + " ", 1);
         assertThat(got).as("stream received by the listener (%d B in segments of %d, %s, %d option bytes)", payload,
                 mss, v6 ? "IPv6" : "IPv4", optWords * 4).containsExactly(expected);
-        assertThat(judge.ns.counter("Tcp", "InCsumErrors")).as("Tcp InCsumErrors in %s", judge.ns.name)
+        assertThat(judge.ns.snmp("Tcp", "InCsumErrors")).as("Tcp InCsumErrors in %s", judge.ns.name())
                 .isEqualTo(tcpCsumBefore);
-        assertThat(judge.ns.counter("Tcp", "InSegs") - inSegsBefore).as("Tcp InSegs growth")
+        assertThat(judge.ns.snmp("Tcp", "InSegs") - inSegsBefore).as("Tcp InSegs growth")
                 .isGreaterThanOrEqualTo(2 + (payload + mss - 1) / mss);
     }
 
@@ -500,17 +505,17 @@ class KernelSegmentationIT {
 
     /** A tap without a vnet header in a namespace with an address and a python3 listener. */
     static final class Judge implements AutoCloseable {
-        final String tapName = KernelNet.uniqueName("vkj");
+        final String tapName = NetNs.uniqueLinkName("vkj");
         TapDevice tap;
-        Netns ns;
-        Background listener;
+        NetNs ns;
+        Spawned listener;
         final ByteBuffer[] one = new ByteBuffer[1];
         final ByteBuffer readBuf = ByteBuffer.allocateDirect(65536 + 64);
 
         Judge() throws IOException {
             try {
                 tap = TapDevice.open(tapName, false, false);
-                ns = new Netns(true);
+                ns = NetNs.create();
                 ns.moveIn(tapName);
                 ns.ip("link", "set", tapName, "address", JUDGE_TAP_MAC);
                 ns.ip("link", "set", tapName, "mtu", Integer.toString(MTU));
@@ -518,8 +523,8 @@ class KernelSegmentationIT {
                 ns.ip("addr", "add", "fd00:78::1/64", "dev", tapName, "nodad");
                 ns.ip("neigh", "replace", "10.78.0.2", "lladdr", OUR_MAC, "dev", tapName, "nud", "permanent");
                 ns.ip("neigh", "replace", "fd00:78::2", "lladdr", OUR_MAC, "dev", tapName, "nud", "permanent");
-                listener = new Background(ns.prefixed("python3", "-u", "-c", LISTENER));
-                listener.await("ready"::equals, WAIT, "'ready' line");
+                listener = ns.spawn("listener", "python3", "-u", "-c", LISTENER);
+                listener.awaitLine("ready"::equals, "'ready' line", WAIT);
             } catch (RuntimeException | Error | IOException e) {
                 close();
                 throw e;
@@ -527,7 +532,7 @@ class KernelSegmentationIT {
         }
 
         long udpChecksumErrors(boolean v6) {
-            return v6 ? ns.counter(null, "Udp6InCsumErrors") : ns.counter("Udp", "InCsumErrors");
+            return v6 ? ns.snmp6("Udp6InCsumErrors") : ns.snmp("Udp", "InCsumErrors");
         }
 
         /** Gives a built frame our MACs, addresses and ports; recomputes the IPv4 header and partial checksums. */
@@ -592,7 +597,7 @@ class KernelSegmentationIT {
                 }
                 if (System.nanoTime() - deadline > 0 || !listener.isAlive()) {
                     throw new AssertionError(got.size() + " of " + n + " '" + prefix + "' lines from the listener in "
-                            + ns.name + " within " + WAIT + "; it said " + listener.lines() + "; snmp:\n"
+                            + ns.name() + " within " + WAIT + "; it said " + listener.lines() + "; snmp:\n"
                             + ns.exec("cat", "/proc/net/snmp"));
                 }
                 KernelNet.sleepMillis(10);

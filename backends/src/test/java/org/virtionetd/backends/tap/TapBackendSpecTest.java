@@ -2,6 +2,7 @@ package org.virtionetd.backends.tap;
 
 import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.net.NetBackend;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.io.IOException;
 import java.util.List;
@@ -46,7 +47,7 @@ class TapBackendSpecTest {
 
     @Test
     void openGivesOneTapBackendPerQueuePair() throws IOException {
-        String name = TapTestNet.uniqueName("vnt");
+        String name = NetNs.uniqueLinkName("vnt");
         List<NetBackend> bs = BackendSpec.parse("tap:" + name + ",no-offload").open(2);
         try {
             assertThat(bs).hasSize(2).allMatch(b -> b instanceof TapBackend && b.name().equals("tap:" + name));

@@ -3,12 +3,13 @@ package org.virtionetd.backends.tap;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.virtionetd.backends.tap.TapTestNet.Background;
-import org.virtionetd.backends.tap.TapTestNet.Netns;
 import org.virtionetd.backends.tap.uapi.IfTun;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetFeature;
 import org.virtionetd.virtio.net.VirtioNetHeader;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -43,15 +44,15 @@ class TapBackendTest {
 
     /** A tap backend whose interface lives in a fresh namespace, with a static neighbour entry for us. */
     static final class Rig implements AutoCloseable {
-        final String tap = TapTestNet.uniqueName("vnt");
+        final String tap = NetNs.uniqueLinkName("vnt");
         final TapBackend backend;
-        final Netns ns;
+        final NetNs ns;
 
         Rig(boolean offload) throws IOException {
             backend = TapBackend.open(tap, offload);
-            Netns n = null;
+            NetNs n = null;
             try {
-                n = new Netns();
+                n = NetNs.createWithoutIpv6();
                 n.adopt(tap, NS_MAC, NS_IP + "/24");
                 n.neighbour(OUR_IP, OUR_MAC, tap);
             } catch (RuntimeException e) {
@@ -155,7 +156,7 @@ class TapBackendTest {
 
     @Test
     void openProbesTheKernelAndStartsWithNoOffloads() throws IOException {
-        String name = TapTestNet.uniqueName("vnt");
+        String name = NetNs.uniqueLinkName("vnt");
         try (TapBackend b = TapBackend.open(name, true)) {
             assertThat(b.name()).isEqualTo("tap:" + name);
             assertThat(b.device().kernelFlags() & 0xffff)
@@ -173,13 +174,13 @@ class TapBackendTest {
                     + TunOffloads.names(b.probedFlags()) + "; capabilities "
                     + VirtioNetFeature.names(b.capabilities()));
         }
-        assertThat(TapTestNet.tryRun("ip", "link", "show", name).exit)
+        assertThat(Cmd.run("ip", "link", "show", name).exitCode())
                 .as("a tap we created disappears when closed").isNotZero();
     }
 
     @Test
     void noOffloadMeansNoVnetHeaderAndNoCapabilities() throws IOException {
-        try (TapBackend b = TapBackend.open(TapTestNet.uniqueName("vnt"), false)) {
+        try (TapBackend b = TapBackend.open(NetNs.uniqueLinkName("vnt"), false)) {
             assertThat(b.vnetHeader()).isFalse();
             assertThat(b.device().kernelFlags() & IfTun.IFF_VNET_HDR).isZero();
             assertThat(b.capabilities()).isZero();
@@ -191,7 +192,7 @@ class TapBackendTest {
 
     private static Map<String, Boolean> ethtoolK(String tap) {
         Map<String, Boolean> m = new HashMap<>();
-        for (String line : TapTestNet.run("ethtool", "-k", tap).split("\n")) {
+        for (String line : Cmd.check("ethtool", "-k", tap).split("\n")) {
             int c = line.indexOf(':');
             if (c > 0) {
                 String v = line.substring(c + 1).trim();
@@ -215,7 +216,7 @@ class TapBackendTest {
 
     @Test
     void configureProgramsTheTunFlagsTheKernelShows() throws IOException {
-        String name = TapTestNet.uniqueName("vnt");
+        String name = NetNs.uniqueLinkName("vnt");
         try (TapBackend b = TapBackend.open(name, true)) {
             boolean uso = (b.probedFlags() & IfTun.TUN_F_USO4) != 0;
             assertEthtool(name, false, false, false, false, uso ? false : null);
@@ -273,10 +274,10 @@ class TapBackendTest {
     @SuppressWarnings("try") // the ping process only has to run while we wait
     void pingFromTheNamespaceIsReceived(boolean offload) throws IOException {
         try (Rig rig = new Rig(offload);
-             Background ping = new Background(rig.ns.prefixed("busybox", "ping", "-c", "5", OUR_IP))) {
+             Spawned ping = rig.ns.spawn("ping", "busybox", "ping", "-c", "5", OUR_IP)) {
             rig.backend.configure(0, 10);
             Received r = awaitFrame(rig.backend, f -> Frames.isIpv4(f, Frames.PROTO_ICMP)
-                    && (f[ETH_HLEN + IP_HLEN] & 0xff) == 8, "ICMP echo request from ping in " + rig.ns.name);
+                    && (f[ETH_HLEN + IP_HLEN] & 0xff) == 8, "ICMP echo request from ping in " + rig.ns.name());
             assertThat(r.header).hasSize(10).containsOnly(0);
             assertThat(Frames.l4ChecksumValid(r.frame)).isTrue();
             assertThat(java.util.Arrays.copyOfRange(r.frame, ETH_HLEN + 12, ETH_HLEN + 20))
@@ -309,9 +310,9 @@ class TapBackendTest {
     @Test
     void kernelCompletesAPartialUdpChecksumAndDropsABadOne() throws IOException {
         try (Rig rig = new Rig(true);
-             Background listener = new Background(rig.ns.prefixed("python3", "-c", UDP_LISTENER, NS_IP, "9000"))) {
+             Spawned listener = rig.ns.spawn("udp-listener", "python3", "-c", UDP_LISTENER, NS_IP, "9000")) {
             rig.backend.configure(VirtioNetFeature.bits(VirtioNetFeature.CSUM, VirtioNetFeature.MRG_RXBUF), 12);
-            listener.await("ready"::equals, WAIT, "ready line");
+            listener.next("ready"::equals, "ready line", WAIT);
             byte[] src = Frames.ip(OUR_IP);
             byte[] dst = Frames.ip(NS_IP);
 
@@ -327,8 +328,8 @@ class TapBackendTest {
             p.header().flags(VirtioNetHeader.F_NEEDS_CSUM).csumStart(ETH_HLEN + IP_HLEN).csumOffset(6);
             assertThat(rig.backend.send(p)).isTrue();
 
-            String line = listener.await(l -> l.startsWith("got") || l.equals("timeout"), WAIT, "datagram");
-            assertThat(line).as("first datagram delivered (lines: " + listener.seen() + ")")
+            String line = listener.next(l -> l.startsWith("got") || l.equals("timeout"), "datagram", WAIT);
+            assertThat(line).as("first datagram delivered (lines: " + listener.lines() + ")")
                     .isEqualTo("got good partial");
         }
     }
@@ -362,9 +363,9 @@ class TapBackendTest {
 
     @Test
     void severalQueuesAttachToOneMultiQueueTap() throws IOException {
-        String name = TapTestNet.uniqueName("vnt");
+        String name = NetNs.uniqueLinkName("vnt");
         List<TapBackend> qs = TapBackend.openQueues(name, 2, true);
-        try (Netns ns = new Netns()) {
+        try (NetNs ns = NetNs.createWithoutIpv6()) {
             assertThat(qs).hasSize(2);
             for (TapBackend q : qs) {
                 assertThat(q.device().kernelFlags() & IfTun.IFF_MULTI_QUEUE).isNotZero();
@@ -414,26 +415,25 @@ class TapBackendTest {
     @ParameterizedTest(name = "gso_type {0}")
     @ValueSource(ints = {VirtioNetHeader.GSO_TCPV4, VirtioNetHeader.GSO_UDP_L4})
     void kernelSegmentsAGsoFrameWrittenToTheTap(int gsoType) throws IOException {
-        try (Rig rig = new Rig(true); Netns far = new Netns()) {
+        try (Rig rig = new Rig(true); NetNs far = NetNs.createWithoutIpv6()) {
             boolean tcp = gsoType == VirtioNetHeader.GSO_TCPV4;
             assertThat(rig.backend.capabilities() & VirtioNetFeature.bits(
                     tcp ? VirtioNetFeature.HOST_TSO4 : VirtioNetFeature.HOST_USO)).isNotZero();
             rig.backend.configure(VirtioNetFeature.bits(VirtioNetFeature.CSUM, VirtioNetFeature.HOST_TSO4,
                     VirtioNetFeature.HOST_USO, VirtioNetFeature.MRG_RXBUF), 12);
-            TapTestNet.run("ip", "-n", rig.ns.name, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
-                    "netns", far.name);
-            TapTestNet.run("ip", "-n", rig.ns.name, "addr", "add", "10.78.0.1/24", "dev", "vA");
-            TapTestNet.run("ip", "-n", rig.ns.name, "link", "set", "vA", "up");
-            TapTestNet.run("ip", "-n", far.name, "link", "set", "vB", "address", "02:00:00:00:01:02");
-            TapTestNet.run("ip", "-n", far.name, "addr", "add", "10.78.0.2/24", "dev", "vB");
-            TapTestNet.run("ip", "-n", far.name, "link", "set", "vB", "up");
+            rig.ns.ip("link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns", far.name());
+            rig.ns.ip("addr", "add", "10.78.0.1/24", "dev", "vA");
+            rig.ns.ip("link", "set", "vA", "up");
+            far.ip("link", "set", "vB", "address", "02:00:00:00:01:02");
+            far.ip("addr", "add", "10.78.0.2/24", "dev", "vB");
+            far.ip("link", "set", "vB", "up");
             rig.ns.neighbour("10.78.0.2", "02:00:00:00:01:02", "vA");
             rig.ns.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
             rig.ns.exec("ethtool", "-K", "vA", "tso", "off", "tx-udp-segmentation", "off");
 
-            try (Background dump = new Background(rig.ns.prefixed("tcpdump", "-i", "vA", "-nn", "-l", "-c", "4",
-                    "-Q", "out", "host", "10.78.0.2"))) {
-                dump.await(l -> l.contains("listening on"), WAIT, "tcpdump start");
+            try (Spawned dump = rig.ns.spawn("tcpdump", "tcpdump", "-i", "vA", "-nn", "-l", "-c", "4",
+                    "-Q", "out", "host", "10.78.0.2")) {
+                dump.next(l -> l.contains("listening on"), "tcpdump start", WAIT);
                 byte[] src = Frames.ip(OUR_IP);
                 byte[] dst = Frames.ip("10.78.0.2");
                 byte[] payload = new byte[4000];
@@ -452,9 +452,9 @@ class TapBackendTest {
 
                 List<String> segments = new ArrayList<>();
                 for (int i = 0; i < 4; i++) {
-                    segments.add(dump.await(l -> l.contains(" > 10.78.0.2.5001"), WAIT, "segment " + (i + 1)));
+                    segments.add(dump.next(l -> l.contains(" > 10.78.0.2.5001"), "segment " + (i + 1), WAIT));
                 }
-                assertThat(segments).as("tcpdump lines " + dump.seen())
+                assertThat(segments).as("tcpdump lines " + dump.lines())
                         .allMatch(l -> l.endsWith("length 1000"));
             }
         }

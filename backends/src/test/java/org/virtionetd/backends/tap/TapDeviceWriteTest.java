@@ -1,7 +1,8 @@
 package org.virtionetd.backends.tap;
 
 import org.junit.jupiter.api.Test;
-import org.virtionetd.backends.tap.TapTestNet.Netns;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
@@ -26,16 +27,16 @@ class TapDeviceWriteTest {
         return new ByteBuffer[] {a, b};
     }
 
-    private static long received(Netns ns, String tap) {
+    private static long received(NetNs ns, String tap) {
         return Long.parseLong(ns.exec("cat", "/sys/class/net/" + tap + "/statistics/rx_packets").strip());
     }
 
     @Test
     void framesAreWrittenWholeRefusedWhileDownAndNeverAfterClose() throws Exception {
-        String name = TapTestNet.uniqueName("vnw");
+        String name = NetNs.uniqueLinkName("vnw");
         TapDevice tap = TapDevice.open(name, false, false);
-        try (Netns ns = new Netns()) {
-            TapTestNet.run("ip", "link", "set", name, "netns", ns.name);
+        try (NetNs ns = NetNs.createWithoutIpv6()) {
+            Cmd.check("ip", "link", "set", name, "netns", ns.name());
             ByteBuffer[] down = frame(true);
             assertThat(tap.write(down, 0, 2)).as("write to a tap that is down").isEqualTo(-1);
             assertThat(tap.lastWriteError()).hasMessageContaining(name).hasMessageContaining("EIO");

@@ -1,7 +1,7 @@
 package org.virtionetd.backends.tap;
 
 import org.junit.jupiter.api.Test;
-import org.virtionetd.backends.tap.TapTestNet.Netns;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -19,9 +19,9 @@ class TapQueueSteeringTest {
 
     @Test
     void aDetachedQueueGetsNoFlowAndAReattachedOneGetsItsShare() throws Exception {
-        String tap = TapTestNet.uniqueName("vnq");
+        String tap = NetNs.uniqueLinkName("vnq");
         List<TapBackend> q = TapBackend.openQueues(tap, 2, true);
-        try (Netns ns = new Netns()) {
+        try (NetNs ns = NetNs.createWithoutIpv6()) {
             ns.adopt(tap, TapBackendTest.NS_MAC, TapBackendTest.NS_IP + "/24");
             ns.neighbour(TapBackendTest.OUR_IP, TapBackendTest.OUR_MAC, tap);
             q.get(1).setEnabled(false);
@@ -44,7 +44,7 @@ class TapQueueSteeringTest {
     }
 
     /** 32 one-datagram UDP flows from the namespace to us, source ports base..base+31. */
-    private static void sendFlows(Netns ns, int base) {
+    private static void sendFlows(NetNs ns, int base) {
         ns.exec("python3", "-c", "import socket\n"
                 + "for p in range(" + base + "," + (base + FLOWS) + "):\n"
                 + "  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"

@@ -4,6 +4,8 @@ import org.junit.jupiter.api.Test;
 import org.virtionetd.backends.tap.uapi.IfTun;
 import org.virtionetd.virtio.net.VirtioNetFeature;
 import org.virtionetd.virtio.net.VirtioNetHeader;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,11 +26,11 @@ class TapRemovalTest {
 
     @Test
     void deletedTapIsNoticedNotRecreatedAndReattachedWithItsSettings() throws Exception {
-        String tap = TapTestNet.uniqueName("vnr");
-        TapTestNet.run("ip", "tuntap", "add", "dev", tap, "mode", "tap");
+        String tap = NetNs.uniqueLinkName("vnr");
+        Cmd.check("ip", "tuntap", "add", "dev", tap, "mode", "tap");
         TapBackend backend = null;
         try {
-            TapTestNet.run("ip", "link", "set", tap, "up");
+            Cmd.check("ip", "link", "set", tap, "up");
             backend = TapBackend.open(tap, true);
             // Checksum and TSO: a new tap, nobody having asked for offloads yet, has TSO off.
             backend.configure(VirtioNetFeature.bits(VirtioNetFeature.GUEST_CSUM, VirtioNetFeature.GUEST_TSO4,
@@ -44,7 +46,7 @@ class TapRemovalTest {
             assertThat(backend.attached()).as("attached after checking a tap that is there").isTrue();
 
             // ---- deleted: the next write notices; writes are dropped, reads return nothing
-            TapTestNet.run("ip", "link", "del", tap);
+            Cmd.check("ip", "link", "del", tap);
             assertThat(backend.attached()).as("attached before any I/O on the deleted tap").isTrue();
             assertThat(backend.send(TapBackendTest.packet(12, frame()))).as("send on a deleted tap").isFalse();
             assertThat(backend.attached()).as("attached after a write on the deleted tap").isFalse();
@@ -54,8 +56,8 @@ class TapRemovalTest {
                     .as("the backend must not create %s itself", tap).isFalse();
 
             // ---- created again (defaults: TSO off, vnet header 10): re-attached with our settings
-            TapTestNet.run("ip", "tuntap", "add", "dev", tap, "mode", "tap");
-            TapTestNet.run("ip", "link", "set", tap, "up");
+            Cmd.check("ip", "tuntap", "add", "dev", tap, "mode", "tap");
+            Cmd.check("ip", "link", "set", tap, "up");
             assertThat(tso(tap)).as("tcp-segmentation-offload of the new %s before re-attaching", tap).isEqualTo("off");
             assertThat(backend.reattach()).as("re-attach once %s exists again", tap).isTrue();
             assertThat(backend.attached()).isTrue();
@@ -72,12 +74,12 @@ class TapRemovalTest {
             assertThat(got.frame.length).isGreaterThanOrEqualTo(60);
 
             // ---- deleted again: the fd polls as an error (what the loop sees while it is not reading)
-            TapTestNet.run("ip", "link", "del", tap);
+            Cmd.check("ip", "link", "del", tap);
             backend.checkAttachment();
             assertThat(backend.attached()).as("attached after the poll error was checked").isFalse();
             assertThat(backend.peekLength()).as("peekLength on the deleted tap").isZero();
-            TapTestNet.run("ip", "tuntap", "add", "dev", tap, "mode", "tap");
-            TapTestNet.run("ip", "link", "set", tap, "up");
+            Cmd.check("ip", "tuntap", "add", "dev", tap, "mode", "tap");
+            Cmd.check("ip", "link", "set", tap, "up");
             assertThat(backend.reattach()).as("second re-attach").isTrue();
             inject(tap);
             TapBackendTest.awaitFrame(backend,
@@ -86,7 +88,7 @@ class TapRemovalTest {
             if (backend != null) {
                 backend.close();
             }
-            TapTestNet.tryRun("ip", "link", "del", tap);
+            Cmd.run("ip", "link", "del", tap);
         }
     }
 
@@ -103,7 +105,7 @@ class TapRemovalTest {
     }
 
     private static String tso(String tap) {
-        for (String line : TapTestNet.run("ethtool", "-k", tap).split("\n")) {
+        for (String line : Cmd.check("ethtool", "-k", tap).split("\n")) {
             if (line.startsWith("tcp-segmentation-offload:")) {
                 return line.substring(line.indexOf(':') + 1).strip().split(" ")[0];
             }
@@ -112,12 +114,12 @@ class TapRemovalTest {
     }
 
     private static long counter(String tap, String name) {
-        return Long.parseLong(TapTestNet.run("cat", "/sys/class/net/" + tap + "/statistics/" + name).strip());
+        return Long.parseLong(Cmd.check("cat", "/sys/class/net/" + tap + "/statistics/" + name).strip());
     }
 
     /** Writes one 0x88b5 frame into the tap from the kernel side, so that the backend reads it. */
     private static void inject(String tap) {
-        TapTestNet.run("python3", "-c", String.join("\n",
+        Cmd.check("python3", "-c", String.join("\n",
                 "import socket, sys",
                 "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)",
                 "s.bind((sys.argv[1], 0))",

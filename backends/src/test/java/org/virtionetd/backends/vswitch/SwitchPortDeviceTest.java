@@ -3,17 +3,14 @@ package org.virtionetd.backends.vswitch;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.virtionetd.backends.offload.TestFrames;
-import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.memory.MemfdGuestMemory;
-import org.virtionetd.virtio.net.NetDeviceConfig;
 import org.virtionetd.virtio.net.VirtioNetDevice;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.io.ByteArrayOutputStream;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -31,7 +28,6 @@ import static org.virtionetd.virtio.net.VirtioNetFeature.*;
  */
 class SwitchPortDeviceTest {
     private static final AtomicInteger SEQ = new AtomicInteger();
-    private static final long REGION = 8L << 20;
     private static final int MSS = 1448;
     private static final long NO_GUEST_GSO = bits(GUEST_TSO4, GUEST_TSO6, GUEST_UFO, GUEST_USO4, GUEST_USO6, GUEST_ECN);
 
@@ -40,17 +36,16 @@ class SwitchPortDeviceTest {
 
     /** A device on a switch port, its driver and its guest memory. */
     final class Guest implements AutoCloseable {
-        final GuestMemory memory;
         final SwitchPort port;
+        final NetFixture fixture;
         final VirtioNetDevice device;
         final VirtioNetDriver driver;
 
         Guest(String name, VirtioNetDriver.Options options) throws Exception {
-            memory = MemfdGuestMemory.create(new long[] {0, REGION}, new long[] {REGION, REGION});
             port = sw.attach(name, VlanSet.ALL, true);
-            device = new VirtioNetDevice(NetDeviceConfig.builder().queuePairs(1).mtu(1500).build(), p -> port);
-            driver = new VirtioNetDriver(device, memory, options.timeout(Duration.ofSeconds(10)));
-            driver.start();
+            fixture = NetFixture.builder().backend(p -> port).options(options).start();
+            device = fixture.device;
+            driver = fixture.driver;
         }
 
         void send(NetHeaderFields h, byte[] frame) {
@@ -59,12 +54,7 @@ class SwitchPortDeviceTest {
 
         @Override
         public void close() {
-            try {
-                driver.close();
-            } finally {
-                device.close();
-                memory.close();
-            }
+            fixture.close();
         }
     }
 

@@ -7,16 +7,13 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.virtionetd.backends.offload.TestFrames;
 import org.virtionetd.backends.tap.BackendSpec;
 import org.virtionetd.virtio.net.VirtioNetHeader;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Predicate;
@@ -52,47 +49,26 @@ class TapUplinkTest {
 
     /** A switch with a raw guest port (accepting {@code guestOffloads}) and an uplink tap in a fresh namespace. */
     private final class Rig {
-        final String tap = "vnu" + RUN + SEQ.incrementAndGet();
+        final String tap = NetNs.uniqueLinkName("vnu");
         final VirtualSwitch sw = VirtualSwitch.named("u" + SEQ.incrementAndGet() + "-" + RUN);
         final SwitchPort guest;
         final TapUplink uplink;
-        final String ns = "vnun" + RUN + SEQ.incrementAndGet();
+        final NetNs ns;
 
         Rig(boolean vnetHeader, long guestOffloads) throws Exception {
-            run("ip", "netns", "add", ns);
-            open.add(() -> tryRun("ip", "netns", "del", ns));
-            in("ip", "link", "set", "lo", "up");
-            in("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
-            in("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1");
+            ns = NetNs.createWithoutIpv6();
+            open.add(ns);
             guest = L2.rawPort(sw, "g", VlanSet.ALL, guestOffloads);
             open.add(guest::close);
             BackendSpec spec = BackendSpec.parse("tap:" + tap);
             uplink = sw.uplink(vnetHeader ? spec : spec.withoutOffload());
             open.add(uplink::close);
-            run("ip", "link", "set", tap, "netns", ns);
-            in("ip", "link", "set", tap, "address", "02:00:00:00:00:01");
-            in("ip", "addr", "add", "10.77.0.1/24", "dev", tap);
-            in("ip", "link", "set", tap, "up");
-            in("ip", "neigh", "replace", "10.77.0.2", "lladdr", "52:54:00:00:00:02", "dev", tap, "nud", "permanent");
-        }
-
-        String in(String... argv) {
-            String[] full = new String[argv.length + 4];
-            System.arraycopy(new String[] {"ip", "netns", "exec", ns}, 0, full, 0, 4);
-            System.arraycopy(argv, 0, full, 4, argv.length);
-            return run(full);
+            ns.adopt(tap, "02:00:00:00:00:01", "10.77.0.1/24");
+            ns.neighbour("10.77.0.2", "52:54:00:00:00:02", tap);
         }
 
         long snmp(String proto, String field) {
-            List<String> lines = in("cat", "/proc/net/snmp").lines().filter(l -> l.startsWith(proto + ":")).toList();
-            String[] names = lines.get(0).trim().split("\\s+");
-            String[] values = lines.get(1).trim().split("\\s+");
-            for (int i = 1; i < names.length; i++) {
-                if (names[i].equals(field)) {
-                    return Long.parseLong(values[i]);
-                }
-            }
-            throw new AssertionError("no " + proto + "." + field + " in /proc/net/snmp of " + ns);
+            return ns.snmp(proto, field);
         }
 
         /** Sends a frame from the guest port with header fields (flags, gso_type, hdr_len, gso_size, start, off). */
@@ -139,19 +115,16 @@ class TapUplinkTest {
     @ValueSource(booleans = {true, false})
     void aUdpDatagramWithAPartialChecksumReachesAListenerOnTheHost(boolean vnetHeader) throws Exception {
         Rig r = new Rig(vnetHeader, 0);
-        Path out = Files.createTempFile("vnd-uplink-udp-", ".out");
-        open.add(() -> Files.deleteIfExists(out));
-        Process listener = new ProcessBuilder("ip", "netns", "exec", r.ns, "python3", "-u", "-c",
+        Spawned listener = r.ns.spawn("udp-listener", "python3", "-u", "-c",
                 "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('10.77.0.1',9000))\n"
-                        + "print('READY',flush=True)\nd,a=s.recvfrom(65535)\nprint('GOT',len(d),d[:4].hex(),flush=True)\n")
-                .redirectErrorStream(true).redirectOutput(out.toFile()).start();
-        open.add(listener::destroyForcibly);
-        awaitLine(out, "READY", listener);
+                        + "print('READY',flush=True)\nd,a=s.recvfrom(65535)\nprint('GOT',len(d),d[:4].hex(),flush=True)\n");
+        open.add(listener);
+        awaitLine(listener, "READY");
         long csumErrors = r.snmp("Udp", "InCsumErrors");
         byte[] f = udp(GUEST_IP, HOST_IP, 9001, 9000, 1000, true);
         // NEEDS_CSUM at the UDP header (csum_start 34, csum_offset 6): the field holds only the pseudo-header sum.
         r.send(f, VirtioNetHeader.F_NEEDS_CSUM, 0, 0, 0, 34, 6);
-        String got = awaitLine(out, "GOT", listener);
+        String got = awaitLine(listener, "GOT");
         assertThat(got).isEqualTo("GOT 1000 " + hex(f, 42, 46));
         assertThat(r.snmp("Udp", "InCsumErrors")).isEqualTo(csumErrors);
         if (vnetHeader) {
@@ -199,7 +172,7 @@ class TapUplinkTest {
     @ValueSource(booleans = {true, false})
     void theHostsUdpReachesTheGuestWithAValidChecksum(boolean vnetHeader) throws Exception {
         Rig r = new Rig(vnetHeader, 0);
-        r.in("python3", "-c", "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        r.ns.exec("python3", "-c", "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
                 + "s.sendto(bytes(range(256))*4,('10.77.0.2',9002))\n");
         byte[][] got = r.await("the host's UDP datagram", x -> x.length >= 42 && u16(x, 12) == 0x0800
                 && x[23] == 17 && u16(x, 36) == 9002);
@@ -344,54 +317,8 @@ class TapUplinkTest {
         return sb.toString();
     }
 
-    // ------------------------------------------------------------------ commands
-
-    static String run(String... argv) {
-        String[] r = tryRun(argv);
-        if (!r[0].equals("0")) {
-            throw new AssertionError("command " + Arrays.toString(argv) + " exited " + r[0] + ": " + r[1]);
-        }
-        return r[1];
-    }
-
-    /** {exit code, output}; a command that does not end within 20 s is killed and fails the test. */
-    static String[] tryRun(String... argv) {
-        try {
-            Path out = Files.createTempFile("vnd-uplink-", ".out");
-            try {
-                Process p = new ProcessBuilder(argv).redirectErrorStream(true).redirectOutput(out.toFile()).start();
-                p.getOutputStream().close();
-                if (!p.waitFor(20, TimeUnit.SECONDS)) {
-                    p.destroyForcibly();
-                    throw new AssertionError("command " + Arrays.toString(argv) + " did not end within 20 s");
-                }
-                return new String[] {Integer.toString(p.exitValue()), Files.readString(out, StandardCharsets.UTF_8)};
-            } finally {
-                Files.deleteIfExists(out);
-            }
-        } catch (IOException e) {
-            throw new AssertionError("cannot run " + Arrays.toString(argv) + " (missing tool?): " + e.getMessage(), e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new AssertionError("interrupted running " + Arrays.toString(argv), e);
-        }
-    }
-
-    /** Waits (bounded) for a line starting with {@code prefix} in a process's output file. */
-    static String awaitLine(Path out, String prefix, Process p) throws IOException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (System.nanoTime() < deadline) {
-            for (String l : Files.readAllLines(out)) {
-                if (l.startsWith(prefix)) {
-                    return l;
-                }
-            }
-            if (!p.isAlive()) {
-                break;
-            }
-            LockSupport.parkNanos(20_000_000);
-        }
-        throw new AssertionError("no line '" + prefix + "...' within " + WAIT + (p.isAlive() ? "" : " (exited "
-                + p.exitValue() + ")") + "; output: " + Files.readString(out));
+    /** Waits (bounded) for a line starting with {@code prefix} in a process's output. */
+    static String awaitLine(Spawned p, String prefix) {
+        return p.awaitLine(l -> l.startsWith(prefix), "'" + prefix + "...'", WAIT);
     }
 }

@@ -4,8 +4,8 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Logs a given kind of guest misbehaviour once per device (design card: "counted and logged once"), so that a
- * hostile guest cannot flood the log. The counters keep the totals.
+ * Logs a given kind of guest misbehaviour once per device, so that a hostile guest cannot flood the log; the
+ * counters keep the totals (docs/security.md, "Guest data and the logs").
  */
 public final class LogOnce {
     private final System.Logger logger;

@@ -1,12 +1,11 @@
 package org.virtionetd.virtio.net;
 
 import org.junit.jupiter.api.Test;
-import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.memory.MemfdGuestMemory;
 import org.virtionetd.virtio.testdriver.InMemoryBackend;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -27,8 +26,6 @@ import static org.assertj.core.api.Assertions.assertThat;
  * the backend is back the link is up and frames flow to the guest again.
  */
 class BackendLossTest {
-    private static final long REGION = 8L << 20;
-
     /** An in-memory backend that can be "deleted": while gone it moves nothing and leaves its fd readable. */
     static final class LosableBackend implements NetBackend {
         final InMemoryBackend inner;
@@ -103,14 +100,12 @@ class BackendLossTest {
 
     @Test
     void lostBackendTakesTheLinkDownWithoutSpinningAndComesBack() throws Exception {
-        GuestMemory memory = MemfdGuestMemory.create(new long[] {0, REGION}, new long[] {REGION, REGION});
         LosableBackend backend = new LosableBackend(new InMemoryBackend("mem0", VirtioNetFeature.OFFLOADS));
-        VirtioNetDevice device = new VirtioNetDevice(NetDeviceConfig.builder().mtu(1500).build(), p -> backend);
-        AtomicInteger configChanges = new AtomicInteger();
-        device.setConfigChangeListener(configChanges::incrementAndGet);
-        VirtioNetDriver driver = new VirtioNetDriver(device, memory,
-                new VirtioNetDriver.Options().timeout(Duration.ofSeconds(10)));
-        try {
+        try (NetFixture f = NetFixture.builder().backend(p -> backend).build()) {
+            VirtioNetDevice device = f.device;
+            VirtioNetDriver driver = f.driver;
+            AtomicInteger configChanges = new AtomicInteger();
+            device.setConfigChangeListener(configChanges::incrementAndGet);
             driver.start();
             assertThat(driver.configStatus() & NetConfigSpace.S_LINK_UP).as("link before the loss").isNotZero();
             byte[] before = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.DEVICE_MAC, 100, 1);
@@ -158,13 +153,6 @@ class BackendLossTest {
             backend.inner.deliver(after);
             assertThat(driver.awaitPackets(0, 1)).extracting(ReceivedPacket::frame).containsExactly(after);
             assertThat(backend.inner.violations()).isEmpty();
-        } finally {
-            try {
-                driver.close();
-            } finally {
-                device.close();
-                memory.close();
-            }
         }
     }
 

@@ -5,6 +5,7 @@ import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.ArrayList;

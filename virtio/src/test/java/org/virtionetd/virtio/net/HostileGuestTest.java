@@ -12,6 +12,7 @@ import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.SplitQueueDriver;
 import org.virtionetd.virtio.testdriver.UsedElement;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.ArrayList;

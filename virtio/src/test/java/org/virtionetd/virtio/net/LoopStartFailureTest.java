@@ -6,6 +6,7 @@ import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.os.LinuxNative;
 import org.virtionetd.virtio.queue.Notifier;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.io.IOException;
 import java.nio.file.Files;

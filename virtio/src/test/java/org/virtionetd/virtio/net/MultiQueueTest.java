@@ -8,6 +8,7 @@ import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.Set;

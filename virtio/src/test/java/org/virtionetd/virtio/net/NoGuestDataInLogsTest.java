@@ -4,6 +4,7 @@ import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.testdriver.HostileChains;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;

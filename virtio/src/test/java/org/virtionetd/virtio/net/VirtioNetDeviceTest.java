@@ -10,6 +10,7 @@ import org.virtionetd.virtio.testdriver.ReceivedPacket;
 import org.virtionetd.virtio.testdriver.UsedElement;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.List;

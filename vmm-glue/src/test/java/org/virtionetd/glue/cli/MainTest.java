@@ -3,13 +3,9 @@ package org.virtionetd.glue.cli;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.virtionetd.glue.control.ControlServer;
-import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.memory.MemfdGuestMemory;
-import org.virtionetd.virtio.net.NetDeviceConfig;
-import org.virtionetd.virtio.net.VirtioNetDevice;
 import org.virtionetd.virtio.net.VirtioNetFeature;
 import org.virtionetd.virtio.testdriver.InMemoryBackend;
-import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 import picocli.CommandLine;
 
 import java.io.PrintWriter;
@@ -17,7 +13,6 @@ import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.time.Duration;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -62,29 +57,21 @@ class MainTest {
     @Test
     void featuresAndStatsComeFromTheRunningDevice(@TempDir Path dir) throws Exception {
         InMemoryBackend backend = new InMemoryBackend("mem", VirtioNetFeature.OFFLOADS);
-        VirtioNetDevice device = new VirtioNetDevice(NetDeviceConfig.builder().build(), p -> backend);
         Path ctl = dir.resolve("ctl");
-        try (GuestMemory memory = MemfdGuestMemory.create(0, 8 << 20);
-             ControlServer server = new ControlServer(ctl, Main.handlers("test-device", device))) {
+        try (NetFixture f = NetFixture.builder().backend(p -> backend).memory(8 << 20).build();
+             ControlServer server = new ControlServer(ctl, Main.handlers("test-device", f.device))) {
             assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(ctl))).isEqualTo("rw-------");
-            VirtioNetDriver driver = new VirtioNetDriver(device, memory,
-                    new VirtioNetDriver.Options().timeout(Duration.ofSeconds(10)));
-            driver.start();
-            try {
-                Run table = run("features", "--control", ctl.toString());
-                assertThat(table.exit()).as(table.err()).isZero();
-                assertThat(table.out()).contains("VIRTIO_NET_F_HOST_TSO4").contains("yes").contains("IN EFFECT");
-                Run json = run("features", "--control", ctl.toString(), "--json");
-                assertThat(json.out()).contains("\"acked\":[").contains("\"negotiated\":[")
-                        .contains("\"offered\":[").contains("\"backend_offloads\":[")
-                        .contains("\"VIRTIO_F_VERSION_1\"");
-                Run stats = run("stats", "--control", ctl.toString(), "--json");
-                assertThat(stats.out()).contains("\"tx_packets\":0").contains("\"pair\":0");
-                assertThat(run("stats", "--control", ctl.toString()).out()).contains("rx_packets");
-            } finally {
-                driver.close();
-                device.close();
-            }
+            f.driver.start();
+            Run table = run("features", "--control", ctl.toString());
+            assertThat(table.exit()).as(table.err()).isZero();
+            assertThat(table.out()).contains("VIRTIO_NET_F_HOST_TSO4").contains("yes").contains("IN EFFECT");
+            Run json = run("features", "--control", ctl.toString(), "--json");
+            assertThat(json.out()).contains("\"acked\":[").contains("\"negotiated\":[")
+                    .contains("\"offered\":[").contains("\"backend_offloads\":[")
+                    .contains("\"VIRTIO_F_VERSION_1\"");
+            Run stats = run("stats", "--control", ctl.toString(), "--json");
+            assertThat(stats.out()).contains("\"tx_packets\":0").contains("\"pair\":0");
+            assertThat(run("stats", "--control", ctl.toString()).out()).contains("rx_packets");
         }
     }
 }

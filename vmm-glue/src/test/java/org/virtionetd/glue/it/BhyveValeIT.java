@@ -2,6 +2,9 @@ package org.virtionetd.glue.it;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -3,6 +3,9 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,8 +48,8 @@ class DpdkVhostUserGuestIT {
                 assertThat(vm.awaitDone(STEP)).isZero();
             }
         } finally {
-            NetNs.deleteTree(dir);
-            NetNs.deleteTree(Path.of("/var/run/dpdk", prefix));
+            Cleanup.deleteTree(dir);
+            Cleanup.deleteTree(Path.of("/var/run/dpdk", prefix));
         }
     }
 }

@@ -3,6 +3,10 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -106,8 +110,8 @@ class DpdkVirtioUserIT {
                 assertThat(device.isAlive()).as("virtio-netd after two front-ends came and went").isTrue();
             }
         } finally {
-            NetNs.deleteTree(Path.of("/var/run/dpdk", prefix + "-tx"));
-            NetNs.deleteTree(Path.of("/var/run/dpdk", prefix + "-rx"));
+            Cleanup.deleteTree(Path.of("/var/run/dpdk", prefix + "-tx"));
+            Cleanup.deleteTree(Path.of("/var/run/dpdk", prefix + "-rx"));
         }
     }
 

@@ -4,6 +4,9 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.nio.file.Files;
 import java.nio.file.Path;

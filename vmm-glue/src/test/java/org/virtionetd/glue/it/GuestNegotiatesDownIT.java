@@ -7,6 +7,7 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.time.Duration;
 import java.util.List;

@@ -1,5 +1,11 @@
 package org.virtionetd.glue.it;
 
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.LogWatch;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -359,7 +365,7 @@ public final class GuestVm implements AutoCloseable {
         try {
             qemu.close();
         } finally {
-            NetNs.deleteTree(dir);
+            Cleanup.deleteTree(dir);
         }
     }
 

@@ -1,5 +1,7 @@
 package org.virtionetd.glue.it;
 
+import org.virtionetd.virtio.testsupport.LogWatch;
+
 import java.time.Duration;
 import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;

@@ -3,6 +3,8 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.time.Duration;
 

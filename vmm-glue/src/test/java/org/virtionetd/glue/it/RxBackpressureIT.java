@@ -3,10 +3,11 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
-import java.io.IOException;
-import java.io.OutputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -33,38 +34,24 @@ class RxBackpressureIT {
 
     /** testpmd in interactive mode: commands go to its stdin, its output to a log file. */
     private static final class Testpmd implements AutoCloseable {
+        final Spawned spawned;
         final Process process;
-        final Path log;
-        final OutputStream stdin;
 
         Testpmd(NetNs ns, Path socket, String prefix) {
-            log = ns.dir().resolve("testpmd.log");
             // stdbuf: testpmd prints with stdio, which buffers fully into a file; answers must show at once.
-            List<String> argv = ns.wrap("stdbuf", "-oL", "-eL", "dpdk-testpmd", "--lcores", "0@1,1@0", "--no-huge", "-m", "256",
-                    "--no-pci", "--file-prefix=" + prefix,
+            spawned = ns.spawnWithInput("testpmd", "stdbuf", "-oL", "-eL", "dpdk-testpmd", "--lcores", "0@1,1@0",
+                    "--no-huge", "-m", "256", "--no-pci", "--file-prefix=" + prefix,
                     "--vdev", "net_virtio_user0,path=" + socket + ",queues=1,queue_size=256,mac=" + DRIVER_MAC,
                     "--", "-i", "--forward-mode=rxonly", "--nb-cores=1", "--total-num-mbufs=8192");
-            try {
-                process = new ProcessBuilder(argv).redirectErrorStream(true).redirectOutput(log.toFile()).start();
-            } catch (IOException e) {
-                throw new Cmd.Failure("cannot start " + argv + ": " + e.getMessage(), e);
-            }
-            stdin = process.getOutputStream();
-            Cleanup.register(this);
+            process = spawned.process();
         }
 
         void command(String line) {
-            try {
-                stdin.write((line + "\n").getBytes(StandardCharsets.US_ASCII));
-                stdin.flush();
-            } catch (IOException e) {
-                throw new AssertionError("testpmd did not take '" + line + "' (" + (process.isAlive() ? "running"
-                        : "exited") + "): " + e.getMessage() + "\n" + Cmd.indent(Cmd.tail(output(), 30)), e);
-            }
+            spawned.send(line);
         }
 
         String output() {
-            return Spawned.readLog(log);
+            return spawned.output();
         }
 
         /** The RX-packets of port 0 now ({@code show port stats 0}). */
@@ -89,26 +76,20 @@ class RxBackpressureIT {
             return got[0];
         }
 
+        /** Asks testpmd to quit, then ends it (and its children) if it is still running after 10 s. */
         @Override
         public void close() {
-            Cleanup.unregister(this);
             if (process.isAlive()) {
                 try {
                     command("quit");
                     process.waitFor(10, TimeUnit.SECONDS);
-                } catch (AssertionError | InterruptedException e) {
+                } catch (AssertionError e) {
                     // fall through to the signal
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
                 }
             }
-            process.destroy();
-            try {
-                if (!process.waitFor(5, TimeUnit.SECONDS)) {
-                    process.destroyForcibly();
-                }
-            } catch (InterruptedException e) {
-                process.destroyForcibly();
-                Thread.currentThread().interrupt();
-            }
+            spawned.close();
         }
     }
 
@@ -174,7 +155,7 @@ class RxBackpressureIT {
                 });
             }
         } finally {
-            NetNs.deleteTree(Path.of("/var/run/dpdk", prefix));
+            Cleanup.deleteTree(Path.of("/var/run/dpdk", prefix));
         }
     }
 

@@ -4,6 +4,9 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -101,7 +104,7 @@ class SwitchTwoGuestsIT {
             }
             assertThat(daemon.isAlive()).as("virtio-netd survived both guests; output:\n%s", daemon.output()).isTrue();
         } finally {
-            NetNs.deleteTree(dir);
+            Cleanup.deleteTree(dir);
         }
     }
 

@@ -3,6 +3,7 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.time.Duration;
 import java.util.Map;

@@ -3,6 +3,10 @@ package org.virtionetd.glue.it;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.virtionetd.virtio.testsupport.Cleanup;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
 
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -149,7 +153,7 @@ class UnprivilegedIT {
 
     private static void deleteQuietly(Path p) {
         try {
-            NetNs.deleteTree(p);
+            Cleanup.deleteTree(p);
         } catch (UncheckedIOException e) {
             // best effort
         }

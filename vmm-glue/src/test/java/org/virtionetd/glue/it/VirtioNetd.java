@@ -1,5 +1,9 @@
 package org.virtionetd.glue.it;
 
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
+
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;

@@ -1,4 +1,4 @@
-package org.virtionetd.glue.it;
+package org.virtionetd.virtio.testsupport;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -12,7 +12,10 @@ import java.util.concurrent.TimeUnit;
 /**
  * Runs a command to completion with a timeout and returns its exit code and output (stdout and stderr merged).
  * Standard input is /dev/null: the harness runs without a terminal (CI has no stdin).
- * Output goes through a temporary file rather than a pipe, so a chatty command can never block on a full pipe.
+ * Output goes through a temporary file rather than a pipe, so a chatty command can never block on a full pipe,
+ * and a command that outlives its timeout is killed (with its children) and reported with what it printed.
+ * A missing tool fails the test: ip, ethtool, tcpdump, python3 and the like are part of the test bed.
+ * For a process that runs in the background, see {@link Spawned}.
  */
 public final class Cmd {
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
@@ -70,7 +73,7 @@ public final class Cmd {
             }
             return new Result(List.copyOf(argv), p.exitValue(), read(out), Duration.ofNanos(System.nanoTime() - start));
         } catch (IOException e) {
-            throw new Failure("cannot run " + argv + ": " + e.getMessage(), e);
+            throw new Failure("cannot run " + argv + " (missing tool?): " + e.getMessage(), e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new Failure("interrupted while running " + argv, e);
@@ -102,7 +105,7 @@ public final class Cmd {
         return check(DEFAULT_TIMEOUT, argv);
     }
 
-    static String read(Path file) {
+    private static String read(Path file) {
         try {
             return new String(Files.readAllBytes(file), StandardCharsets.UTF_8);
         } catch (IOException e) {
@@ -110,7 +113,8 @@ public final class Cmd {
         }
     }
 
-    static String indent(String text) {
+    /** Text indented with a bar, for output quoted inside a failure message. */
+    public static String indent(String text) {
         if (text.isEmpty()) {
             return "    (no output)";
         }
@@ -118,7 +122,7 @@ public final class Cmd {
     }
 
     /** The last {@code n} lines of a text. */
-    static String tail(String text, int n) {
+    public static String tail(String text, int n) {
         List<String> lines = text.lines().toList();
         return String.join("\n", lines.subList(Math.max(0, lines.size() - n), lines.size()));
     }

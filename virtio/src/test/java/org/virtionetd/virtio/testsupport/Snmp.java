@@ -1,8 +1,11 @@
-package org.virtionetd.glue.it;
+package org.virtionetd.virtio.testsupport;
 
 import java.util.List;
 
-/** Reads one counter from the text of /proc/net/snmp (a header line of names, then a line of values). */
+/**
+ * Reads one counter from the text of /proc/net/snmp (per protocol a header line of names, then a line of values)
+ * or of /proc/net/snmp6 (one "name value" per line).
+ */
 public final class Snmp {
     private Snmp() {
     }
@@ -21,5 +24,16 @@ public final class Snmp {
             }
         }
         throw new IllegalArgumentException("no counter " + proto + "." + field + " in: " + lines.get(0));
+    }
+
+    /** The value of {@code field} in /proc/net/snmp6 text, e.g. "Udp6InCsumErrors". */
+    public static long field6(String snmp6Text, String field) {
+        for (String l : snmp6Text.split("\n")) {
+            String[] w = l.trim().split("\\s+");
+            if (w.length == 2 && w[0].equals(field)) {
+                return Long.parseLong(w[1]);
+            }
+        }
+        throw new IllegalArgumentException("no counter " + field + " in /proc/net/snmp6 text:\n" + snmp6Text);
     }
 }

@@ -1,4 +1,4 @@
-package org.virtionetd.glue.it;
+package org.virtionetd.virtio.testsupport;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -6,19 +6,21 @@ import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.List;
-import java.util.stream.Stream;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A network namespace that a test creates and removes: {@code vnd-<random>}, with loopback up. Commands run in it
- * through {@code ip netns exec}; taps, veths and bridges are created in it. {@link #close()} ends the processes
- * spawned in it, deletes the links it created and the namespace, even after a failed test; the kernel would
- * delete the namespace's virtual links with it anyway, but only once no process holds the namespace.
+ * through {@code ip netns exec}; taps, veths and bridges are created in it, or moved into it. {@link #close()} ends
+ * the processes spawned in it, deletes the links it created and the namespace, even after a failed test (and at
+ * the latest when the JVM exits, through {@link Cleanup}); the kernel would delete the namespace's virtual links
+ * with it anyway, but only once no process holds the namespace. Needs root.
  */
 public final class NetNs implements AutoCloseable {
     private static final SecureRandom RANDOM = new SecureRandom();
+    private static final AtomicInteger LINKS = new AtomicInteger();
+    private static final String RUN = Long.toString(ProcessHandle.current().pid() % 100000, 36);
 
     private final String name;
     private final Path dir;
@@ -31,8 +33,20 @@ public final class NetNs implements AutoCloseable {
         this.dir = dir;
     }
 
-    /** Creates a fresh namespace named {@code vnd-<8 hex digits>} with {@code lo} up. Needs root. */
+    /** Creates a fresh namespace named {@code vnd-<8 hex digits>} with {@code lo} up. */
     public static NetNs create() {
+        return create(true);
+    }
+
+    /**
+     * Like {@link #create()}, with IPv6 disabled on every link: no router solicitations or MLD reports, so that
+     * what a link carries (a capture, a tap's queue) is what the test sent.
+     */
+    public static NetNs createWithoutIpv6() {
+        return create(false);
+    }
+
+    private static NetNs create(boolean ipv6) {
         byte[] r = new byte[4];
         RANDOM.nextBytes(r);
         String name = "vnd-" + HexFormat.of().formatHex(r);
@@ -47,11 +61,31 @@ public final class NetNs implements AutoCloseable {
         Cleanup.register(ns);
         try {
             ns.exec("ip", "link", "set", "lo", "up");
-        } catch (RuntimeException e) {
-            ns.close();
+            if (!ipv6) {
+                ns.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
+                ns.exec("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1");
+            }
+        } catch (RuntimeException | Error e) {
+            try {
+                ns.close();
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
             throw e;
         }
         return ns;
+    }
+
+    /**
+     * A fresh interface name of at most 15 bytes (IFNAMSIZ - 1, linux/if.h), unique on this machine while this JVM
+     * runs: {@code prefix} + pid + counter. For a tap opened in the root namespace before it is moved into one.
+     */
+    public static String uniqueLinkName(String prefix) {
+        String n = prefix + RUN + LINKS.incrementAndGet();
+        if (n.length() > 15) {
+            throw new IllegalStateException("interface name " + n + " is longer than 15 bytes");
+        }
+        return n;
     }
 
     public String name() {
@@ -92,12 +126,26 @@ public final class NetNs implements AutoCloseable {
         return exec(Cmd.DEFAULT_TIMEOUT, argv);
     }
 
+    /** {@code ip -n <name> args...}, required to exit 0; returns the output. */
+    public String ip(String... args) {
+        List<String> argv = new ArrayList<>(List.of("ip", "-n", name));
+        argv.addAll(List.of(args));
+        return Cmd.run(argv).orFail().output();
+    }
+
     /**
      * Starts argv in the background in the namespace, output to {@code dir()/<logName>.log}. It is ended by
      * {@link Spawned#close()} or at the latest by this namespace's {@link #close()}.
      */
     public Spawned spawn(String logName, String... argv) {
         Spawned s = Spawned.start(dir.resolve(logName + ".log"), wrap(argv));
+        spawned.add(s);
+        return s;
+    }
+
+    /** Like {@link #spawn} with standard input a pipe, for an interactive program ({@link Spawned#send}). */
+    public Spawned spawnWithInput(String logName, String... argv) {
+        Spawned s = Spawned.startWithInput(dir.resolve(logName + ".log"), wrap(argv));
         spawned.add(s);
         return s;
     }
@@ -138,10 +186,26 @@ public final class NetNs implements AutoCloseable {
         }
     }
 
-    /** Moves an interface of the root namespace into this one (it is deleted with the namespace). */
+    /**
+     * Moves an interface of the root namespace (a tap a backend opened) into this one and brings it up. A virtual
+     * link goes with the namespace; one its owner deletes is gone already.
+     */
     public void moveIn(String ifname) {
         Cmd.check("ip", "link", "set", ifname, "netns", name);
-        links.add(ifname);
+        up(ifname);
+    }
+
+    /** Moves {@code ifname} here, gives it {@code mac} and {@code cidr}, brings it up. */
+    public void adopt(String ifname, String mac, String cidr) {
+        Cmd.check("ip", "link", "set", ifname, "netns", name);
+        ip("link", "set", ifname, "address", mac);
+        addAddress(ifname, cidr);
+        up(ifname);
+    }
+
+    /** A permanent neighbour entry: {@code address} is at {@code mac} on {@code ifname} (no ARP needed). */
+    public void neighbour(String address, String mac, String ifname) {
+        ip("neigh", "replace", address, "lladdr", mac, "dev", ifname, "nud", "permanent");
     }
 
     public void addAddress(String ifname, String cidr) {
@@ -167,6 +231,11 @@ public final class NetNs implements AutoCloseable {
         return Snmp.field(exec("cat", "/proc/net/snmp"), proto, field);
     }
 
+    /** A counter of /proc/net/snmp6 as seen in this namespace, e.g. {@code snmp6("Udp6InCsumErrors")}. */
+    public long snmp6(String field) {
+        return Snmp.field6(exec("cat", "/proc/net/snmp6"), field);
+    }
+
     /** Ends spawned processes, deletes created links and the namespace; safe to call twice. */
     @Override
     public void close() {
@@ -185,13 +254,21 @@ public final class NetNs implements AutoCloseable {
         }
         for (int i = links.size() - 1; i >= 0; i--) {
             // May already be gone (a veth's peer, a tap deleted by its user): only the namespace must go.
-            run(Duration.ofSeconds(10), "ip", "link", "del", links.get(i));
+            try {
+                run(Duration.ofSeconds(10), "ip", "link", "del", links.get(i));
+            } catch (Cmd.Failure e) {
+                problems.add(e.getMessage());
+            }
         }
-        Cmd.Result del = Cmd.run(Duration.ofSeconds(30), List.of("ip", "netns", "del", name));
-        if (!del.ok()) {
-            problems.add("ip netns del " + name + " exited " + del.exitCode() + ": " + del.output().strip());
+        try {
+            Cmd.Result del = Cmd.run(Duration.ofSeconds(30), List.of("ip", "netns", "del", name));
+            if (!del.ok()) {
+                problems.add("ip netns del " + name + " exited " + del.exitCode() + ": " + del.output().strip());
+            }
+        } catch (Cmd.Failure e) {
+            problems.add(e.getMessage());
         }
-        deleteTree(dir);
+        Cleanup.deleteTree(dir);
         if (!problems.isEmpty()) {
             throw new Cmd.Failure("cleaning up namespace " + name + ": " + String.join("; ", problems));
         }
@@ -200,22 +277,5 @@ public final class NetNs implements AutoCloseable {
     @Override
     public String toString() {
         return "netns " + name;
-    }
-
-    static void deleteTree(Path root) {
-        if (!Files.exists(root)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(root)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException ignored) {
-                    // best effort: a leftover file in /tmp is not worth failing a test for
-                }
-            });
-        } catch (IOException ignored) {
-            // same
-        }
     }
 }
