@@ -5,6 +5,7 @@ import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 

@@ -3,6 +3,7 @@ package org.virtionetd.virtio.net;
 import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.util.Map;
 
