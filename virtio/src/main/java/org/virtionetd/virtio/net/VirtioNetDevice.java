@@ -524,7 +524,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     /**
      * Bytes allocated by the event-loop thread of {@code pair} since it started, or -1 if it is not running: the
-     * data path should allocate nothing per packet once warm (design card), and this is how that is shown.
+     * data path allocates nothing per packet once warm, so a busy device makes no garbage to collect (README.md,
+     * {@code loop_allocated_bytes}), and this is how that is shown.
      */
     public long loopAllocatedBytes(int pair) {
         QueuePairLoop l = loops[pair];

@@ -9,7 +9,7 @@ import static org.virtionetd.virtio.testdriver.SplitQueueDriver.VIRTQ_DESC_F_WRI
 
 /**
  * Chains a conforming driver must never make, one builder per rule of the spec, for testing that the device
- * refuses them without crashing (design: "guest input is hostile"). Each builder places the chain in the
+ * refuses them without crashing (a guest is hostile input: docs/security.md). Each builder places the chain in the
  * available ring and publishes it. Chains the device can return are tracked as outstanding, so a device that
  * answers them with {@code addUsed(head, 0)} is read back normally by {@link SplitQueueDriver#pollUsed()}.
  */
