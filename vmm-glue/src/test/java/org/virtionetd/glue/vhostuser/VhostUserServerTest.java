@@ -130,6 +130,12 @@ class VhostUserServerTest {
         }
     }
 
+    /** The front-end's own copies of a ring's kick and call fds; the server has its own. */
+    private static void closeBoth(int[] fds) {
+        LinuxNative.close(fds[0]);
+        LinuxNative.close(fds[1]);
+    }
+
     /**
      * The transport keeps no copy of a queue's base or enabled state: after SET_STATUS 0 (a device reset, 2.1.2) a
      * ring is initialized again, disabled until SET_VRING_ENABLE when PROTOCOL_FEATURES was negotiated whatever it
@@ -140,28 +146,19 @@ class VhostUserServerTest {
         try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
             negotiate(fe, PROTOCOL, 0);
             memTable(fe);
-            int[] q0 = setUpQueue(fe, 0, 7);
-            try {
-                fe.sendState(VhostUserRequest.SET_VRING_ENABLE, NEED_REPLY, 0, 1);
-                assertThat(fe.replyU64(VhostUserRequest.SET_VRING_ENABLE)).isZero();
-                assertThat(device.queue(0).enabled).isTrue();
-                fe.sendU64(VhostUserRequest.SET_STATUS, NEED_REPLY, 0);
-                assertThat(fe.replyU64(VhostUserRequest.SET_STATUS)).isZero();
-                assertThat(device.queue(0).running).isFalse();
-            } finally {
-                LinuxNative.close(q0[0]);
-                LinuxNative.close(q0[1]);
-            }
-            q0 = setUpQueue(fe, 0, 3);
-            try {
-                assertThat(device.queue(0).running).isTrue();
-                assertThat(device.queue(0).enabled).as("enabled state after the reset").isFalse();
-                fe.sendState(VhostUserRequest.GET_VRING_BASE, PLAIN, 0, 0);
-                assertThat(fe.reply().stateNum()).isEqualTo(3);
-            } finally {
-                LinuxNative.close(q0[0]);
-                LinuxNative.close(q0[1]);
-            }
+            closeBoth(setUpQueue(fe, 0, 7));
+            fe.sendState(VhostUserRequest.SET_VRING_ENABLE, NEED_REPLY, 0, 1);
+            assertThat(fe.replyU64(VhostUserRequest.SET_VRING_ENABLE)).isZero();
+            assertThat(device.queue(0).enabled).isTrue();
+            fe.sendU64(VhostUserRequest.SET_STATUS, NEED_REPLY, 0);
+            assertThat(fe.replyU64(VhostUserRequest.SET_STATUS)).isZero();
+            assertThat(device.queue(0).running).isFalse();
+
+            closeBoth(setUpQueue(fe, 0, 3));
+            assertThat(device.queue(0).running).isTrue();
+            assertThat(device.queue(0).enabled).as("enabled state after the reset").isFalse();
+            fe.sendState(VhostUserRequest.GET_VRING_BASE, PLAIN, 0, 0);
+            assertThat(fe.reply().stateNum()).isEqualTo(3);
         }
     }
 
