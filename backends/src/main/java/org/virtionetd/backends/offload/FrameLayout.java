@@ -1,5 +1,7 @@
 package org.virtionetd.backends.offload;
 
+import org.virtionetd.virtio.net.EthernetFrame;
+
 import java.nio.ByteBuffer;
 
 /**
@@ -12,13 +14,13 @@ import java.nio.ByteBuffer;
  * section 4), TCP with options (RFC 9293 section 3.1), UDP (RFC 768).
  */
 public final class FrameLayout {
-    public static final int ETH_HLEN = 14;
-    public static final int ETH_P_IP = 0x0800;
-    public static final int ETH_P_IPV6 = 0x86dd;
-    public static final int ETH_P_8021Q = 0x8100;
-    public static final int ETH_P_8021AD = 0x88a8;
-    public static final int VLAN_HLEN = 4;
-    public static final int MAX_VLAN_TAGS = 2;
+    public static final int ETH_HLEN = EthernetFrame.ETH_HLEN;
+    public static final int ETH_P_IP = EthernetFrame.ETH_P_IP;
+    public static final int ETH_P_IPV6 = EthernetFrame.ETH_P_IPV6;
+    public static final int ETH_P_8021Q = EthernetFrame.ETH_P_8021Q;
+    public static final int ETH_P_8021AD = EthernetFrame.ETH_P_8021AD;
+    public static final int VLAN_HLEN = EthernetFrame.VLAN_HLEN;
+    public static final int MAX_VLAN_TAGS = EthernetFrame.MAX_VLAN_TAGS;
 
     public static final int IPPROTO_HOPOPTS = 0;
     public static final int IPPROTO_TCP = 6;
@@ -191,30 +193,6 @@ public final class FrameLayout {
             l4HeaderLength = UDP_HLEN;
         }
         return OffloadResult.OK;
-    }
-
-    /**
-     * The IP version (4 or 6) of the frame at {@code buf[base, base + available)} from its EtherType after up to
-     * two VLAN tags, or 0 when it is not IP or too short to tell. A cheap look for callers that need no more.
-     */
-    public static int ipVersionOf(ByteBuffer buf, int base, int available) {
-        int off = 12;
-        for (int tags = 0; ; tags++) {
-            if (off + 2 > available) {
-                return 0;
-            }
-            int type = u16(buf, base + off);
-            if (type == ETH_P_IP) {
-                return 4;
-            }
-            if (type == ETH_P_IPV6) {
-                return 6;
-            }
-            if ((type != ETH_P_8021Q && type != ETH_P_8021AD) || tags == MAX_VLAN_TAGS) {
-                return 0;
-            }
-            off += VLAN_HLEN;
-        }
     }
 
     private static OffloadResult need(int end, int available, int frameLength) {

@@ -1,5 +1,6 @@
 package org.virtionetd.backends.offload;
 
+import org.virtionetd.virtio.net.EthernetFrame;
 import org.virtionetd.virtio.net.GuestOffloadRule;
 import org.virtionetd.virtio.net.HeaderCheck;
 import org.virtionetd.virtio.net.NetBackend;
@@ -233,7 +234,7 @@ public final class OffloadingBackend implements NetBackend {
         }
         int flags = stagedHeader.flags();
         int gso = stagedHeader.gsoType();
-        int ipVersion = FrameLayout.ipVersionOf(staging, headerLength, Math.min(length - headerLength, 64));
+        int ipVersion = EthernetFrame.ipVersionOf(staging, headerLength, Math.min(length - headerLength, 64));
         stagedFrame.limit(length).position(headerLength);
         if (guestAccepts(flags, gso, ipVersion)) {
             counters.rxPassedThrough.increment();
@@ -267,7 +268,7 @@ public final class OffloadingBackend implements NetBackend {
             return true; // nothing to do; the device judges a short frame
         }
         return guestAccepts(peekHeader.flags(), peekHeader.gsoType(),
-                FrameLayout.ipVersionOf(peek, headerLength, n - headerLength));
+                EthernetFrame.ipVersionOf(peek, headerLength, n - headerLength));
     }
 
     private int[] savedPositions = new int[64];

@@ -1,9 +1,9 @@
 package org.virtionetd.backends.vswitch;
 
-import org.virtionetd.backends.offload.FrameLayout;
 import org.virtionetd.backends.offload.OffloadResult;
 import org.virtionetd.backends.offload.PendingFrames;
 import org.virtionetd.backends.offload.SoftwareOffload;
+import org.virtionetd.virtio.net.EthernetFrame;
 import org.virtionetd.virtio.net.GuestOffloadRule;
 import org.virtionetd.virtio.net.NetBackend;
 import org.virtionetd.virtio.net.Packet;
@@ -32,9 +32,7 @@ import java.util.List;
  */
 public final class SwitchPort implements NetBackend {
     private static final System.Logger LOG = System.getLogger(SwitchPort.class.getName());
-    private static final int ETH_HLEN = 14;
-    private static final int ETH_P_8021Q = 0x8100;
-    private static final int ETH_P_8021AD = 0x88a8;
+    private static final int ETH_HLEN = EthernetFrame.ETH_HLEN;
 
     private final VirtualSwitch sw;
     private final int index;
@@ -160,7 +158,7 @@ public final class SwitchPort implements NetBackend {
         }
         int vid = 0;
         int type = u16(12);
-        if ((type == ETH_P_8021Q || type == ETH_P_8021AD) && got >= ETH_HLEN + 4) {
+        if (EthernetFrame.isVlanTag(type) && got >= ETH_HLEN + 4) {
             vid = u16(14) & 0xfff;
         }
         return sw.forward(this, dst, src, vid, header, slices, from, to, length);
@@ -247,7 +245,7 @@ public final class SwitchPort implements NetBackend {
         int flags = s.get(off + VirtioNetHeader.FLAGS_OFFSET) & 0xff;
         int gso = s.get(off + VirtioNetHeader.GSO_TYPE_OFFSET) & 0xff;
         int ip = GuestOffloadRule.needsIpVersion(gso)
-                ? FrameLayout.ipVersionOf(frameView, off + PortRing.HEADER_BYTES, Math.min(len, 64)) : 0;
+                ? EthernetFrame.ipVersionOf(frameView, off + PortRing.HEADER_BYTES, Math.min(len, 64)) : 0;
         return GuestOffloadRule.verdict(guestAccepts, flags, gso, ip).deliverable();
     }
 

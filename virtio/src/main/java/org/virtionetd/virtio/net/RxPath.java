@@ -54,6 +54,8 @@ final class RxPath {
     private final int[] sliceStart = new int[MAX_SLICES];
     private final ByteBuffer discard = ByteBuffer.allocateDirect(128 * 1024).order(ByteOrder.LITTLE_ENDIAN);
     private final ByteBuffer[] discardSlices = {discard};
+    /** The first bytes of a received frame, gathered from the guest buffers when its IP version matters. */
+    private final ByteBuffer frameStart = ByteBuffer.allocate(EthernetFrame.IP_VERSION_PREFIX);
     private int sliceCount;
     private boolean usedSinceNotify;
     /** Frames and bytes of the current burst, added to the shared counters once per burst. */
@@ -173,7 +175,7 @@ final class RxPath {
             counters.rxDroppedRunt.increment(); // shorter than an Ethernet header: the chains stay pending
             return Result.MORE;
         }
-        if (!offloadsAllowed()) {
+        if (!offloadsAllowed(n - hdrLen)) {
             counters.rxBadOffload.increment();
             device.logOnce().warn("rx-offload", "RX queue " + queue.index() + ": backend " + backend.name()
                     + " delivered a frame with offloads the driver did not accept (flags=" + byteAt(0)
@@ -301,21 +303,20 @@ final class RxPath {
     /**
      * 5.1.6.4.1, by {@link GuestOffloadRule}: a frame whose header asks for an offload the driver did not accept
      * cannot be fixed here and is dropped; DATA_VALID without GUEST_CSUM is cleared (flags must then be zero).
-     * A USO frame is judged by its IP version: the EtherType after at most two 802.1Q / 802.1ad tags (IEEE 802.1Q
-     * section 9), read back from the guest buffers.
+     * A USO frame is judged by its IP version ({@link EthernetFrame#ipVersionOf}), read back from the guest buffers.
      */
-    private boolean offloadsAllowed() {
+    private boolean offloadsAllowed(int frameLength) {
         int flags = byteAt(VirtioNetHeader.FLAGS_OFFSET);
         int gso = byteAt(VirtioNetHeader.GSO_TYPE_OFFSET);
         int ipVersion = 0;
         if (GuestOffloadRule.needsIpVersion(gso)) {
-            int at = device.headerLength() + 12;
-            int type = (byteAt(at) << 8) | byteAt(at + 1);
-            for (int tags = 0; tags < 2 && (type == 0x8100 || type == 0x88a8); tags++) {
-                at += 4;
-                type = (byteAt(at) << 8) | byteAt(at + 1);
+            // The frame may be scattered over several guest buffers: gather its first bytes to read the EtherType.
+            int hdrLen = device.headerLength();
+            int prefix = Math.min(EthernetFrame.IP_VERSION_PREFIX, frameLength);
+            for (int i = 0; i < prefix; i++) {
+                frameStart.put(i, (byte) byteAt(hdrLen + i));
             }
-            ipVersion = type == 0x0800 ? 4 : type == 0x86dd ? 6 : 0;
+            ipVersion = EthernetFrame.ipVersionOf(frameStart, 0, prefix);
         }
         GuestOffloadRule.Verdict v = GuestOffloadRule.verdict(device.guestOffloads(), flags, gso, ipVersion);
         if (v == GuestOffloadRule.Verdict.DELIVER_WITHOUT_FLAGS) {
