@@ -4,7 +4,6 @@ import org.virtionetd.virtio.device.DeviceStatus;
 import org.virtionetd.virtio.device.LogOnce;
 import org.virtionetd.virtio.device.VirtioDevice;
 import org.virtionetd.virtio.device.VirtioException;
-import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.queue.Notifier;
@@ -18,11 +17,9 @@ import java.util.List;
 import java.util.function.IntFunction;
 
 /**
- * The virtio network device (virtio 1.2, section 5.1): feature negotiation, status, configuration space,
- * queue pairs with their event loops, and the control queue.
- *
- * <p>Queues are numbered as 5.1.2 says: receiveq(p) = 2p, transmitq(p) = 2p+1, controlq = 2 * pairs. Each pair
- * has its own backend and its own thread; the control queue is served by pair 0's thread.
+ * The virtio network device (virtio 1.2, section 5.1): feature negotiation, status, configuration space, and the
+ * state the control queue changes (filters, MAC, active pairs, guest offloads). Its virtqueues and their threads
+ * are {@link QueuePairs}': each pair has its own backend and its own thread; the control queue is served by pair 0's.
  *
  * <p>Transport calls (this class's public methods) are serialised by the object's monitor; the data paths read
  * the negotiated state through volatile fields.
@@ -34,8 +31,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     private final NetDeviceConfig config;
     private final NetBackend[] backends;
     private final NetCounters[] counters;
-    private final Virtqueue[] queues;
-    private final QueuePairLoop[] loops;
+    private final QueuePairs queues;
     private final long offered;
     private final int pairs;
     private final LogOnce logOnce = new LogOnce(LOG, "virtio-net: ");
@@ -73,11 +69,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             counters[p] = new NetCounters();
         }
         this.offered = FeatureRules.offered(backends[0].capabilities(), pairs);
-        this.queues = new Virtqueue[2 * pairs + 1];
-        for (int i = 0; i < queues.length; i++) {
-            queues[i] = new Virtqueue(i);
-        }
-        this.loops = new QueuePairLoop[pairs];
+        this.queues = new QueuePairs(pairs, backends, counters, this, config.busyPollMicros() * 1000L);
         this.mac = config.mac();
         this.mtu = config.mtu();
         this.filter = RxFilter.initial(mac, false);
@@ -92,7 +84,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public int queueCount() {
-        return queues.length;
+        return queues.count();
     }
 
     public int queuePairs() {
@@ -197,7 +189,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
      * active ones (5.1.6.5.5). A multi-queue tap then stops steering flows into a queue nobody reads.
      */
     private void syncBackendEnabled(int pair) {
-        boolean on = queues[2 * pair].enabled() && pair < activePairs;
+        boolean on = queues.receiveQueue(pair).enabled() && pair < activePairs;
         try {
             backends[pair].setEnabled(on);
         } catch (IOException | RuntimeException e) {
@@ -215,17 +207,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         return memory;
     }
 
-    private Virtqueue queue(int index) throws VirtioException {
-        if (index < 0 || index >= queues.length) {
-            throw new VirtioException(VirtioException.Kind.QUEUE_INDEX,
-                    "queue index " + index + " is outside 0.." + (queues.length - 1));
-        }
-        return queues[index];
-    }
-
     @Override
     public synchronized void setQueue(int index, int size, long desc, long avail, long used) throws VirtioException {
-        Virtqueue q = queue(index);
+        Virtqueue q = queues.queue(index);
         if (!Virtqueue.validSize(size) || size > config.maxQueueSize()) {
             throw new VirtioException(VirtioException.Kind.QUEUE_SIZE, "queue " + index + " size " + size
                     + " is not a power of two in 1.." + config.maxQueueSize());
@@ -238,7 +222,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void setQueueNextAvail(int index, int nextAvail) throws VirtioException {
-        Virtqueue q = queue(index);
+        Virtqueue q = queues.queue(index);
         if (q.started()) {
             throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
         }
@@ -251,99 +235,41 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException {
-        Virtqueue q = queue(index);
-        if (q.size() == 0) {
-            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " has no size and addresses yet");
-        }
-        int pair = pairOf(index);
-        stopLoop(pair);
-        if (q.started()) {
-            q.stop();
-        }
-        String wrong = q.start(memory, acked);
-        if (wrong != null) {
-            startLoop(pair);
-            throw new VirtioException(VirtioException.Kind.QUEUE_ADDRESS, "queue " + index + ": " + wrong);
-        }
-        q.setKick(kick);
-        q.setNotifier(notifier);
-        startLoop(pair);
+        queues.start(index, memory, acked, kick, notifier);
     }
 
     @Override
     public void setNotifier(int index, Notifier notifier) {
-        if (index >= 0 && index < queues.length) {
-            queues[index].setNotifier(notifier);
+        if (queues.exists(index)) {
+            queues.at(index).setNotifier(notifier);
         }
     }
 
     @Override
     public synchronized void setQueueEnabled(int index, boolean enabled) {
-        if (index < 0 || index >= queues.length) {
+        if (!queues.exists(index)) {
             return;
         }
-        queues[index].setEnabled(enabled);
+        queues.at(index).setEnabled(enabled);
         if (index < 2 * pairs && index % 2 == 0) {
             syncBackendEnabled(index / 2);
         }
-        QueuePairLoop l = loops[pairOf(index)];
-        if (l != null) {
-            l.wakeUp();
-        }
+        queues.wake(index);
     }
 
     @Override
     public synchronized int stopQueue(int index) {
-        if (index < 0 || index >= queues.length) {
-            return 0;
-        }
-        Virtqueue q = queues[index];
-        int pair = pairOf(index);
-        stopLoop(pair);
-        q.stop();
-        int next = q.nextAvail();
-        startLoop(pair);
-        return next;
+        return queues.stop(index);
     }
 
     @Override
     public synchronized boolean queueStarted(int index) {
-        return index >= 0 && index < queues.length && queues[index].started();
+        return queues.exists(index) && queues.at(index).started();
     }
 
     @Override
     public synchronized int queueNextAvail(int index) {
-        return index >= 0 && index < queues.length ? queues[index].nextAvail() : 0;
-    }
-
-    private int pairOf(int queueIndex) {
-        return queueIndex == 2 * pairs ? 0 : queueIndex / 2;
-    }
-
-    private void stopLoop(int pair) {
-        QueuePairLoop l = loops[pair];
-        if (l != null) {
-            loops[pair] = null;
-            l.stop();
-        }
-    }
-
-    private void startLoop(int pair) {
-        Virtqueue rx = queues[2 * pair].started() ? queues[2 * pair] : null;
-        Virtqueue tx = queues[2 * pair + 1].started() ? queues[2 * pair + 1] : null;
-        Virtqueue ctrl = pair == 0 && queues[2 * pairs].started() ? queues[2 * pairs] : null;
-        if (rx == null && tx == null && ctrl == null) {
-            return;
-        }
-        try {
-            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair], this, this,
-                    config.busyPollMicros() * 1000L);
-            loops[pair] = l;
-            l.start("virtio-net-pair-" + pair);
-        } catch (IOException e) {
-            LOG.log(System.Logger.Level.ERROR, "cannot start the loop of queue pair " + pair + ": " + e.getMessage());
-            needsReset(2 * pair, "event loop could not start: " + e.getMessage());
-        }
+        return queues.exists(index) ? queues.at(index).nextAvail() : 0;
     }
 
     @Override
@@ -409,12 +335,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized void reset() {
-        for (int p = 0; p < pairs; p++) {
-            stopLoop(p);
-        }
-        for (Virtqueue q : queues) {
-            q.reset();
-        }
+        queues.reset();
         acked = 0;
         driverAcked = 0;
         proposed = 0;
@@ -457,17 +378,16 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         p.reset(headerLength);
         p.add(frame);
         synchronized (this) {
-            stopLoop(0);
-            try {
-                if (!backends[0].send(p)) {
-                    counters[0].txDroppedBackend.increment();
+            queues.withLoopStopped(0, () -> {
+                try {
+                    if (!backends[0].send(p)) {
+                        counters[0].txDroppedBackend.increment();
+                    }
+                } catch (IOException e) {
+                    LOG.log(System.Logger.Level.WARNING, "RARP announce through " + backends[0].name()
+                            + " failed: " + e.getMessage());
                 }
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.WARNING, "RARP announce through " + backends[0].name() + " failed: "
-                        + e.getMessage());
-            } finally {
-                startLoop(0);
-            }
+            });
         }
     }
 
@@ -528,8 +448,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
      * {@code loop_allocated_bytes}), and this is how that is shown.
      */
     public long loopAllocatedBytes(int pair) {
-        QueuePairLoop l = loops[pair];
-        return l == null ? -1 : l.allocatedBytes();
+        return queues.loopAllocatedBytes(pair);
     }
 
     public NetBackend backend(int pair) {
@@ -655,11 +574,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         for (int p = 0; p < pairs; p++) {
             syncBackendEnabled(p);
         }
-        for (QueuePairLoop l : loops) {
-            if (l != null) {
-                l.wakeUp();
-            }
-        }
+        queues.wakeAll();
         return true;
     }
 
