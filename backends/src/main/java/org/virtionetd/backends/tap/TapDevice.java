@@ -1,13 +1,12 @@
 package org.virtionetd.backends.tap;
 
-import com.sun.jna.Memory;
-import com.sun.jna.Pointer;
 import org.virtionetd.backends.tap.uapi.IfTun;
 import org.virtionetd.virtio.os.LinuxNative;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -16,12 +15,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * One queue of a Linux tap interface: an fd of /dev/net/tun attached with TUNSETIFF, non-blocking, whose frames
- * move through a {@link FileChannel} (gather write, plain read; no native call of ours per packet).
+ * One queue of a Linux tap interface: an fd of /dev/net/tun attached with TUNSETIFF, non-blocking. A frame is
+ * written with one writev(2) of its pieces ({@link #write}) and read through a {@link FileChannel}, which also
+ * takes the rare write whose pieces are not all direct buffers or are too many for the iovec array.
  *
  * <p>How the fd gets under a FileChannel: the JDK cannot wrap an int fd, so we let it open a private temporary
  * file, find that descriptor by its unique path in /proc/self/fd, and {@code dup2} the tap fd over it. The channel
- * then owns the tap; no other thread's open() can be confused with ours.
+ * then owns the tap (closing it closes the tap); no other thread's open() can be confused with ours.
  *
  * <p>Never interrupt a thread doing I/O here: an interrupted FileChannel closes itself, and the tap with it.
  */
@@ -37,7 +37,7 @@ public final class TapDevice implements AutoCloseable {
     /** iovec slots for one gathered write: a TX frame has at most 256 pieces plus its vnet header. */
     private static final int IOV_SLOTS = 260;
     private final Object iovLock = new Object();
-    private final ByteBuffer iov = ByteBuffer.allocateDirect(16 * IOV_SLOTS).order(java.nio.ByteOrder.nativeOrder());
+    private final ByteBuffer iov = ByteBuffer.allocateDirect(16 * IOV_SLOTS).order(ByteOrder.nativeOrder());
     private final jnr.ffi.Pointer iovPointer = jnr.ffi.Pointer.wrap(LinuxNative.runtime(), LinuxNative.address(iov));
     private boolean closed;
 
@@ -84,13 +84,10 @@ public final class TapDevice implements AutoCloseable {
                 }
                 flags |= IfTun.IFF_MULTI_QUEUE;
             }
-            Memory ifr = new Memory(IfTun.IFREQ_SIZE);
-            ifr.clear();
-            ifr.write(0, nameBytes, 0, nameBytes.length);
-            ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) flags);
+            ByteBuffer ifr = ifreq(nameBytes, flags);
             LinuxNative.ioctl(tun, IfTun.TUNSETIFF, ifr,
                     "TUNSETIFF " + name + " flags=0x" + Integer.toHexString(flags));
-            String actual = ifr.getString(0, StandardCharsets.US_ASCII.name());
+            String actual = ifrName(ifr);
             LinuxNative.setNonBlocking(tun);
             Adopted a = adopt(tun, actual);
             return new TapDevice(actual, a.fd, flags, a.file);
@@ -118,10 +115,33 @@ public final class TapDevice implements AutoCloseable {
     }
 
     private static int getFeatures(int tun) throws IOException {
-        Memory m = new Memory(4);
-        m.setInt(0, 0);
+        ByteBuffer m = intArgument(0);
         LinuxNative.ioctl(tun, IfTun.TUNGETFEATURES, m, "TUNGETFEATURES");
         return m.getInt(0);
+    }
+
+    /** A zeroed struct ifreq with {@code name} (may be empty) and ifr_flags. */
+    private static ByteBuffer ifreq(byte[] name, int flags) {
+        ByteBuffer ifr = ByteBuffer.allocateDirect(IfTun.IFREQ_SIZE).order(ByteOrder.nativeOrder());
+        ifr.put(0, name);
+        ifr.putShort(IfTun.IFR_FLAGS_OFFSET, (short) flags);
+        return ifr;
+    }
+
+    /** ifr_name: the NUL-terminated name at the start of a struct ifreq. */
+    private static String ifrName(ByteBuffer ifr) {
+        int n = 0;
+        while (n < IfTun.IFNAMSIZ && ifr.get(n) != 0) {
+            n++;
+        }
+        byte[] b = new byte[n];
+        ifr.get(0, b);
+        return new String(b, StandardCharsets.US_ASCII);
+    }
+
+    /** The int an ioctl reads or writes through its pointer argument. */
+    private static ByteBuffer intArgument(int value) {
+        return ByteBuffer.allocateDirect(4).order(ByteOrder.nativeOrder()).putInt(0, value);
     }
 
     /** A JDK-owned file and its descriptor number, which now refers to the tap. */
@@ -192,8 +212,7 @@ public final class TapDevice implements AutoCloseable {
 
     /** The interface name and flags the kernel reports for this fd (TUNGETIFF). */
     public int kernelFlags() throws IOException {
-        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
-        ifr.clear();
+        ByteBuffer ifr = ifreq(new byte[0], 0);
         LinuxNative.ioctl(fd, IfTun.TUNGETIFF, ifr, "TUNGETIFF " + name);
         return ifr.getShort(IfTun.IFR_FLAGS_OFFSET) & 0xffff;
     }
@@ -204,9 +223,8 @@ public final class TapDevice implements AutoCloseable {
      * called only after a read or write failed.
      */
     public boolean interfaceGone() {
-        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
-        ifr.clear();
-        return LinuxNative.ioctlOrErrno(fd, IfTun.TUNGETIFF, Pointer.nativeValue(ifr)) == -LinuxNative.EBADFD;
+        ByteBuffer ifr = ifreq(new byte[0], 0);
+        return LinuxNative.ioctlOrErrno(fd, IfTun.TUNGETIFF, LinuxNative.address(ifr)) == -LinuxNative.EBADFD;
     }
 
     /** Whether an interface of this tap's name exists in our network namespace now (/sys/class/net/NAME). */
@@ -223,24 +241,19 @@ public final class TapDevice implements AutoCloseable {
      */
     public void reattach() throws IOException {
         byte[] nameBytes = checkName(name);
-        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
-        ifr.clear();
-        ifr.write(0, nameBytes, 0, nameBytes.length);
-        ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) flags);
+        ByteBuffer ifr = ifreq(nameBytes, flags);
         LinuxNative.ioctl(fd, IfTun.TUNSETIFF, ifr, "TUNSETIFF " + name + " flags=0x" + Integer.toHexString(flags)
                 + " (re-attach)");
     }
 
     /** TUNSETVNETHDRSZ: the length of the header in front of every frame, both ways. */
     public void setVnetHeaderSize(int length) throws IOException {
-        Memory m = new Memory(4);
-        m.setInt(0, length);
+        ByteBuffer m = intArgument(length);
         LinuxNative.ioctl(fd, IfTun.TUNSETVNETHDRSZ, m, "TUNSETVNETHDRSZ " + name + " " + length);
     }
 
     public int vnetHeaderSize() throws IOException {
-        Memory m = new Memory(4);
-        m.setInt(0, 0);
+        ByteBuffer m = intArgument(0);
         LinuxNative.ioctl(fd, IfTun.TUNGETVNETHDRSZ, m, "TUNGETVNETHDRSZ " + name);
         return m.getInt(0);
     }
@@ -254,9 +267,7 @@ public final class TapDevice implements AutoCloseable {
         if ((flags & IfTun.IFF_MULTI_QUEUE) == 0) {
             return;
         }
-        Memory ifr = new Memory(IfTun.IFREQ_SIZE);
-        ifr.clear();
-        ifr.setShort(IfTun.IFR_FLAGS_OFFSET, (short) (attached ? IfTun.IFF_ATTACH_QUEUE : IfTun.IFF_DETACH_QUEUE));
+        ByteBuffer ifr = ifreq(new byte[0], attached ? IfTun.IFF_ATTACH_QUEUE : IfTun.IFF_DETACH_QUEUE);
         LinuxNative.ioctl(fd, IfTun.TUNSETQUEUE, ifr, "TUNSETQUEUE " + name + (attached ? " attach" : " detach"));
     }
 

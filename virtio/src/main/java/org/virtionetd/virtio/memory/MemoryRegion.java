@@ -44,7 +44,7 @@ public final class MemoryRegion implements AutoCloseable {
         for (int i = 0; i < n; i++) {
             long off = i * CHUNK_SIZE;
             int len = (int) Math.min(CHUNK_SIZE, size - off);
-            ByteBuffer b = new com.sun.jna.Pointer(hostAddress + mapDelta + off).getByteBuffer(0, len);
+            ByteBuffer b = LinuxNative.directBuffer(hostAddress + mapDelta + off, len);
             chunks[i] = b.order(ByteOrder.LITTLE_ENDIAN);
         }
     }

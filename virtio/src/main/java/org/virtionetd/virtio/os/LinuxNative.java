@@ -11,11 +11,17 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * Every Linux system call the project makes, in one place (design card, rule 10).
+ * Every Linux system call the project makes goes through this package, and callers outside it call this class
+ * (or {@link ScmRights}, {@link EventFd}, {@link Epoll}): no class outside this package makes a native call.
  *
- * <p>Mapping and ioctls go through JNA direct mapping (called once per setup, 126 ns is fine); calls made per
- * batch on the data path (eventfd, epoll, read/write) go through jnr-ffi (17 ns). Each wrapper returns the
- * result or throws an {@link IOException} that names the call, the arguments that matter and errno.
+ * <p>Three bindings, by what each call needs. The POSIX control-plane calls jnr-posix has (fcntl, umask, fstat,
+ * open, close, dup, dup2, ftruncate, socketpair) are made in {@link LinuxPosix}, and sendmsg/recvmsg with
+ * SCM_RIGHTS in {@link ScmRights} with its MsgHdr; the methods here of those names forward to LinuxPosix.
+ * What jnr-posix lacks goes through JNA direct mapping here (called once per setup, 126 ns is fine): mmap,
+ * munmap, ioctl, memfd_create, dup3, the unix socket calls socket, bind, listen, accept4 and connect, and a
+ * sendmsg of a msghdr the caller laid out (test front-ends that send malformed ancillary data). Calls
+ * made per batch on the data path (eventfd, epoll, read, writev) go through jnr-ffi (17 ns). Each wrapper
+ * returns the result or throws an {@link IOException} that names the call, the arguments that matter and errno.
  */
 public final class LinuxNative {
     public static final int PROT_READ = 1;
@@ -35,8 +41,6 @@ public final class LinuxNative {
     public static final int O_RDWR = 2;
     public static final int O_NONBLOCK = 0x800;
     public static final int O_CLOEXEC = 0x80000;
-    public static final int F_GETFL = 3;
-    public static final int F_SETFL = 4;
     public static final int EAGAIN = 11;
     public static final int EINTR = 4;
     public static final int ECONNREFUSED = 111;
@@ -70,21 +74,9 @@ public final class LinuxNative {
 
         static native int memfd_create(String name, int flags);
 
-        static native int ftruncate(int fd, long length);
-
-        static native int close(int fd);
-
         static native int ioctl(int fd, NativeLong request, Pointer arg);
 
         static native int ioctl(int fd, NativeLong request, long arg);
-
-        static native int fcntl(int fd, int cmd, int arg);
-
-        static native int open(String path, int flags);
-
-        static native int dup(int fd);
-
-        static native int dup2(int oldfd, int newfd);
 
         static native int dup3(int oldFd, int newFd, int flags);
 
@@ -98,13 +90,7 @@ public final class LinuxNative {
 
         static native int connect(int fd, Pointer address, int length);
 
-        static native long recvmsg(int fd, Pointer msghdr, int flags);
-
         static native long sendmsg(int fd, Pointer msghdr, int flags);
-
-        static native int umask(int mask);
-
-        static native int fstat(int fd, Pointer stat);
     }
 
     /** jnr-ffi bindings: the calls made once per batch. */
@@ -211,26 +197,22 @@ public final class LinuxNative {
         if (fd < 0) {
             throw failure("memfd_create(" + name + ")", errno());
         }
-        if (Libc.ftruncate(fd, size) != 0) {
-            int e = errno();
-            Libc.close(fd);
-            throw failure("ftruncate(memfd " + name + ", " + size + ")", e);
+        int r = LinuxPosix.ftruncate(fd, size);
+        if (r != 0) {
+            LinuxPosix.close(fd);
+            throw failure("ftruncate(memfd " + name + ", " + size + ")", -r);
         }
         return fd;
     }
 
     public static void close(int fd) {
         if (fd >= 0) {
-            Libc.close(fd);
+            LinuxPosix.close(fd);
         }
     }
 
     public static int dup(int fd) throws IOException {
-        int r = Libc.dup(fd);
-        if (r < 0) {
-            throw failure("dup(" + fd + ")", errno());
-        }
-        return r;
+        return LinuxPosix.dup(fd);
     }
 
     /**
@@ -238,22 +220,19 @@ public final class LinuxNative {
      * Used to put a tap fd under a descriptor the JDK owns, so that a FileChannel does the tap's I/O.
      */
     public static void dup2(int oldfd, int newfd) throws IOException {
-        if (Libc.dup2(oldfd, newfd) < 0) {
-            throw failure("dup2(" + oldfd + ", " + newfd + ")", errno());
-        }
+        LinuxPosix.dup2(oldfd, newfd);
     }
 
     public static int open(String path, int flags) throws IOException {
-        int fd = Libc.open(path, flags);
-        if (fd < 0) {
-            throw failure("open(" + path + ")", errno());
-        }
-        return fd;
+        return LinuxPosix.open(path, flags);
     }
 
-    /** ioctl with a pointer argument; {@code what} names the request in the error message. */
-    public static int ioctl(int fd, long request, Pointer arg, String what) throws IOException {
-        int r = Libc.ioctl(fd, new NativeLong(request), arg);
+    /**
+     * ioctl whose argument points at {@code arg}'s memory (a direct buffer, e.g. a struct ifreq); {@code what}
+     * names the request in the error message.
+     */
+    public static int ioctl(int fd, long request, ByteBuffer arg, String what) throws IOException {
+        int r = Libc.ioctl(fd, new NativeLong(request), new Pointer(address(arg)));
         if (r < 0) {
             throw failure("ioctl(" + what + ", fd=" + fd + ")", errno());
         }
@@ -276,10 +255,7 @@ public final class LinuxNative {
     }
 
     public static void setNonBlocking(int fd) throws IOException {
-        int flags = Libc.fcntl(fd, F_GETFL, 0);
-        if (flags < 0 || Libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-            throw failure("fcntl(fd=" + fd + ", O_NONBLOCK)", errno());
-        }
+        LinuxPosix.setNonBlocking(fd);
     }
 
     public static int eventfd() throws IOException {
@@ -311,12 +287,12 @@ public final class LinuxNative {
 
     /** st_size of fstat(2): the length of a memfd or file, checked before mmap so that no access can SIGBUS. */
     public static long fileSize(int fd) throws IOException {
-        // struct stat on x86-64 is 144 bytes; st_size is the off_t at offset 48.
-        com.sun.jna.Memory stat = new com.sun.jna.Memory(144);
-        if (Libc.fstat(fd, stat) != 0) {
-            throw failure("fstat(fd=" + fd + ")", errno());
-        }
-        return stat.getLong(48);
+        return LinuxPosix.fileSize(fd);
+    }
+
+    /** A connected pair of AF_UNIX stream sockets (socketpair(2)), close-on-exec, blocking. */
+    public static int[] unixStreamPair() throws IOException {
+        return LinuxPosix.unixStreamPair();
     }
 
     /** A new AF_UNIX stream socket, close-on-exec, optionally non-blocking. */
@@ -371,14 +347,7 @@ public final class LinuxNative {
      * (the JDK's UNIX-domain channels) is born 0600 instead of being chmod-ed after a window in which it is not.
      */
     public static void withPrivateUmask(FileCreation create) throws IOException {
-        synchronized (LinuxNative.class) {
-            int old = Libc.umask(0177);
-            try {
-                create.run();
-            } finally {
-                Libc.umask(old);
-            }
-        }
+        LinuxPosix.withPrivateUmask(create);
     }
 
     /** Connects a unix socket to {@code path}: 0 or -errno (ECONNREFUSED: nobody listens, a stale file). */
@@ -393,16 +362,21 @@ public final class LinuxNative {
         return fd >= 0 ? fd : -errno();
     }
 
-    /** recvmsg(2) with a caller-built struct msghdr at {@code msghdr}: bytes received (0 at EOF), or -errno. */
-    public static long recvmsg(int fd, long msghdr, int flags) {
-        long r = Libc.recvmsg(fd, new Pointer(msghdr), flags);
-        return r >= 0 ? r : -errno();
-    }
-
-    /** sendmsg(2) with a caller-built struct msghdr at {@code msghdr}: bytes sent, or -errno. */
+    /**
+     * sendmsg(2) with a caller-built struct msghdr at {@code msghdr}: bytes sent, or -errno. For test front-ends
+     * that lay out any msghdr they like; the server sends and receives through {@link ScmRights}.
+     */
     public static long sendmsg(int fd, long msghdr, int flags) {
         long r = Libc.sendmsg(fd, new Pointer(msghdr), flags);
         return r >= 0 ? r : -errno();
+    }
+
+    /**
+     * A direct buffer over {@code length} bytes of native memory at {@code address} (a mapping this process made),
+     * which it does not own: the memory stays until the caller unmaps it, and the buffer must not be used after.
+     */
+    public static ByteBuffer directBuffer(long address, int length) {
+        return new Pointer(address).getByteBuffer(0, length);
     }
 
     /**

@@ -64,7 +64,7 @@ public final class DirtyPageLog implements DirtyLog, AutoCloseable {
         this.pages = size * 8;
         // mmap maps whole pages, so rounding the view up to a whole word stays inside the mapping.
         int viewLength = (int) ((mapLength + 7) & ~7L);
-        this.words = new com.sun.jna.Pointer(mapAddress).getByteBuffer(0, viewLength);
+        this.words = LinuxNative.directBuffer(mapAddress, viewLength);
     }
 
     /**

@@ -1,46 +1,29 @@
 package org.virtionetd.glue.vhostuser;
 
 import org.virtionetd.virtio.os.LinuxNative;
+import org.virtionetd.virtio.os.ScmRights;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 
 /**
  * One connected AF_UNIX stream socket that carries vhost-user messages with fds in SCM_RIGHTS ancillary data
- * (JDK 17 channels cannot receive those, so this builds struct msghdr itself and calls recvmsg/sendmsg).
+ * (vhost-user.rst, "Communication"; sent and received by {@link ScmRights}: JDK 17 channels cannot pass fds).
  *
  * <p>The socket is non-blocking; when no data is there the {@link Waiter} is asked to wait, which lets the owner
  * stop a read that would otherwise block forever.
  */
 public final class UnixConnection implements AutoCloseable {
-    /** struct msghdr on x86-64 / aarch64 (LP64). */
-    private static final int MSG_NAME = 0;
-    private static final int MSG_NAMELEN = 8;
-    private static final int MSG_IOV = 16;
-    private static final int MSG_IOVLEN = 24;
-    private static final int MSG_CONTROL = 32;
-    private static final int MSG_CONTROLLEN = 40;
-    private static final int MSG_FLAGS = 48;
-    private static final int MSGHDR_SIZE = 56;
-    /** struct cmsghdr: size_t cmsg_len, int level, int type, then data aligned to 8. */
-    private static final int CMSG_HEADER = 16;
-    /** CMSG_SPACE(8 fds * 4 bytes). */
-    private static final int CONTROL_SIZE = CMSG_HEADER + VhostUserMessage.MAX_FDS * 4;
-
     /** Waits until the socket may be readable; throws to abandon the read (server shutting down, timeout). */
     @FunctionalInterface
     public interface Waiter {
         void awaitReadable() throws IOException;
     }
 
+    private static final int[] NO_FDS = new int[0];
+
     private final int fd;
-    private final ByteBuffer msghdr = ByteBuffer.allocateDirect(MSGHDR_SIZE).order(ByteOrder.nativeOrder());
-    private final ByteBuffer iovec = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
-    private final ByteBuffer control = ByteBuffer.allocateDirect(CONTROL_SIZE).order(ByteOrder.nativeOrder());
-    private final long msghdrAddress = LinuxNative.address(msghdr);
-    private final long iovecAddress = LinuxNative.address(iovec);
-    private final long controlAddress = LinuxNative.address(control);
+    private final ScmRights io = new ScmRights(VhostUserMessage.MAX_FDS);
     private boolean closed;
 
     public UnixConnection(int fd) {
@@ -58,8 +41,7 @@ public final class UnixConnection implements AutoCloseable {
     public boolean receive(VhostUserMessage message, Waiter waiter) throws IOException, VhostUserException {
         message.closeFds();
         ByteBuffer buf = message.buffer();
-        long base = LinuxNative.address(buf);
-        int got = readFully(base, 0, VhostUserMessage.HEADER_SIZE, message, waiter, true);
+        int got = readFully(buf, 0, VhostUserMessage.HEADER_SIZE, message, waiter, true);
         if (got == 0) {
             return false;
         }
@@ -69,15 +51,15 @@ public final class UnixConnection implements AutoCloseable {
                     + Integer.toUnsignedString(size) + " is larger than any message we take ("
                     + VhostUserMessage.MAX_PAYLOAD + ")");
         }
-        readFully(base, VhostUserMessage.HEADER_SIZE, size, message, waiter, false);
+        readFully(buf, VhostUserMessage.HEADER_SIZE, size, message, waiter, false);
         return true;
     }
 
-    private int readFully(long base, int offset, int length, VhostUserMessage message, Waiter waiter,
+    private int readFully(ByteBuffer buf, int offset, int length, VhostUserMessage message, Waiter waiter,
                           boolean header) throws IOException, VhostUserException {
         int done = 0;
         while (done < length) {
-            long r = recv(base + offset + done, length - done, message);
+            long r = recv(buf.slice(offset + done, length - done), message);
             if (r > 0) {
                 done += (int) r;
             } else if (r == 0) {
@@ -100,38 +82,21 @@ public final class UnixConnection implements AutoCloseable {
         return done;
     }
 
-    private long recv(long address, int length, VhostUserMessage message) throws VhostUserException {
-        iovec.putLong(0, address).putLong(8, length);
-        msghdr.putLong(MSG_NAME, 0).putInt(MSG_NAMELEN, 0).putLong(MSG_IOV, iovecAddress).putLong(MSG_IOVLEN, 1)
-                .putLong(MSG_CONTROL, controlAddress).putLong(MSG_CONTROLLEN, CONTROL_SIZE).putInt(MSG_FLAGS, 0);
-        long r = LinuxNative.recvmsg(fd, msghdrAddress, LinuxNative.MSG_CMSG_CLOEXEC);
+    /** One recvmsg into {@code into}; the fds that came with it go to {@code message} (or are closed). */
+    private long recv(ByteBuffer into, VhostUserMessage message) throws VhostUserException {
+        long r = io.receive(fd, into);
         if (r < 0) {
             return r;
         }
-        long controlLength = msghdr.getLong(MSG_CONTROLLEN);
-        int flags = msghdr.getInt(MSG_FLAGS);
-        boolean overflow = false;
-        int at = 0;
-        while (at + CMSG_HEADER <= controlLength) {
-            long cmsgLength = control.getLong(at);
-            int level = control.getInt(at + 8);
-            int type = control.getInt(at + 12);
-            if (cmsgLength < CMSG_HEADER || at + cmsgLength > controlLength) {
-                break;
+        boolean overflow = io.truncated();
+        for (int i = 0; i < io.receivedFds(); i++) {
+            int received = io.receivedFd(i);
+            if (!message.addFd(received)) {
+                LinuxNative.close(received);
+                overflow = true;
             }
-            if (level == LinuxNative.SOL_SOCKET && type == LinuxNative.SCM_RIGHTS) {
-                int n = (int) ((cmsgLength - CMSG_HEADER) / 4);
-                for (int i = 0; i < n; i++) {
-                    int received = control.getInt(at + CMSG_HEADER + 4 * i);
-                    if (!message.addFd(received)) {
-                        LinuxNative.close(received);
-                        overflow = true;
-                    }
-                }
-            }
-            at += (int) ((cmsgLength + 7) & ~7L);
         }
-        if (overflow || (flags & LinuxNative.MSG_CTRUNC) != 0) {
+        if (overflow) {
             // The kernel closes the fds that did not fit; ours are closed by message.closeFds().
             throw VhostUserException.malformed(VhostUserRequest.describe(message.request())
                     + ": more than " + VhostUserMessage.MAX_FDS + " file descriptors in one message");
@@ -144,28 +109,15 @@ public final class UnixConnection implements AutoCloseable {
         if (fds.length > VhostUserMessage.MAX_FDS) {
             throw new IllegalArgumentException(fds.length + " fds, at most " + VhostUserMessage.MAX_FDS);
         }
-        long base = LinuxNative.address(message.buffer());
+        ByteBuffer buf = message.buffer();
         int length = message.frameLength();
         int done = 0;
-        boolean withFds = fds.length > 0;
+        int[] attach = fds;
         while (done < length) {
-            iovec.putLong(0, base + done).putLong(8, length - done);
-            msghdr.putLong(MSG_NAME, 0).putInt(MSG_NAMELEN, 0).putLong(MSG_IOV, iovecAddress)
-                    .putLong(MSG_IOVLEN, 1).putInt(MSG_FLAGS, 0);
-            if (withFds) {
-                int cmsgLength = CMSG_HEADER + 4 * fds.length;
-                control.putLong(0, cmsgLength).putInt(8, LinuxNative.SOL_SOCKET).putInt(12, LinuxNative.SCM_RIGHTS);
-                for (int i = 0; i < fds.length; i++) {
-                    control.putInt(CMSG_HEADER + 4 * i, fds[i]);
-                }
-                msghdr.putLong(MSG_CONTROL, controlAddress).putLong(MSG_CONTROLLEN, (cmsgLength + 7) & ~7);
-            } else {
-                msghdr.putLong(MSG_CONTROL, 0).putLong(MSG_CONTROLLEN, 0);
-            }
-            long r = LinuxNative.sendmsg(fd, msghdrAddress, LinuxNative.MSG_NOSIGNAL);
+            long r = io.send(fd, buf.slice(done, length - done), attach);
             if (r > 0) {
                 done += (int) r;
-                withFds = false;
+                attach = NO_FDS; // the fds went with the first bytes
             } else if (r != -LinuxNative.EINTR) {
                 // A reply is a few hundred bytes: EAGAIN means the peer stopped reading; treat it as gone.
                 throw new IOException("sendmsg of " + VhostUserRequest.describe(message.request())
