@@ -183,8 +183,8 @@ final class Session {
                     + " is not an 8-bit value");
         }
         if (status == 0) {
-            // 2.1.2: writing 0 resets the device, its queues with it; stop ours first so that the
-            // bases are kept and no queue runs on when the device forgets it.
+            // 2.1.2: writing 0 resets the device, its queues with it (bases included); stop ours first so
+            // that no queue runs on when the device forgets it.
             vrings.stopAllForDeviceReset();
             deviceFeatures = -1;
         }
