@@ -224,7 +224,10 @@ public final class TapDevice implements AutoCloseable {
      */
     public boolean interfaceGone() {
         ByteBuffer ifr = ifreq(new byte[0], 0);
-        return LinuxNative.ioctlOrErrno(fd, IfTun.TUNGETIFF, LinuxNative.address(ifr)) == -LinuxNative.EBADFD;
+        boolean gone = LinuxNative.ioctlOrErrno(fd, IfTun.TUNGETIFF, LinuxNative.address(ifr)) == -LinuxNative.EBADFD;
+        // Only the address went to the kernel: the buffer (and its native memory) must outlive the call.
+        java.lang.ref.Reference.reachabilityFence(ifr);
+        return gone;
     }
 
     /** Whether an interface of this tap's name exists in our network namespace now (/sys/class/net/NAME). */
