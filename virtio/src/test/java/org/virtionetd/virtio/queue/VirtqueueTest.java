@@ -138,32 +138,31 @@ class VirtqueueTest {
         assertThat(driver.pollUsed()).hasSize(1);
     }
 
-    @Test
-    void aStopAndStartKeepsBothIndicesAndANewBaseReadsTheUsedIndexFromTheRing() throws Exception {
-        start(false);
-        for (int i = 0; i < 3; i++) {
+    /** The driver offers {@code n} chains; the device takes each and returns them in one burst. */
+    private void roundTrip(int n) throws QueueException {
+        for (int i = 0; i < n; i++) {
             offer(64);
             assertThat(queue.pop(chain)).isTrue();
             queue.addUsed(chain, 0);
         }
         queue.publishUsedAndNotify(counts);
+    }
+
+    @Test
+    void aStopAndStartKeepsBothIndicesAndANewBaseReadsTheUsedIndexFromTheRing() throws Exception {
+        start(false);
+        roundTrip(3);
         queue.stop();
         assertThat(queue.started()).isFalse();
         assertThat(queue.nextAvail()).isEqualTo(3);
         assertThat(queue.start(memory, 0)).isNull();
-        offer(64);
-        assertThat(queue.pop(chain)).isTrue();
-        queue.addUsed(chain, 0);
-        queue.publishUsedAndNotify(counts);
+        roundTrip(1);
         assertThat(driver.usedIdx()).isEqualTo(4);
 
         queue.stop();
         queue.setNextAvail(4); // a reconnecting front-end: the used index comes from the ring
         assertThat(queue.start(memory, 0)).isNull();
-        offer(64);
-        assertThat(queue.pop(chain)).isTrue();
-        queue.addUsed(chain, 0);
-        queue.publishUsedAndNotify(counts);
+        roundTrip(1);
         assertThat(driver.usedIdx()).isEqualTo(5);
     }
 
