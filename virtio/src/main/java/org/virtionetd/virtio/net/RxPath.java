@@ -335,7 +335,7 @@ final class RxPath {
 
     private int vlanId(int hdrLen) {
         int type = (byteAt(hdrLen + 12) << 8) | byteAt(hdrLen + 13);
-        if (type != 0x8100) {
+        if (type != EthernetFrame.ETH_P_8021Q) {
             return -1;
         }
         return ((byteAt(hdrLen + 14) << 8) | byteAt(hdrLen + 15)) & 0xfff;
