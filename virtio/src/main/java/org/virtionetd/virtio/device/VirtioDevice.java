@@ -41,8 +41,12 @@ public interface VirtioDevice extends AutoCloseable {
     /** Sets size and guest-physical ring addresses of queue {@code index} (2.7.2: desc 16, avail 2, used 4 aligned). */
     void setQueue(int index, int size, long descAddress, long availAddress, long usedAddress) throws VirtioException;
 
-    /** The next available index the device will read (vhost-user SET_VRING_BASE). */
-    void setQueueNextAvail(int index, int nextAvail) throws VirtioException;
+    /**
+     * Where queue {@code index} starts (vhost-user SET_VRING_BASE), laid out as vhost-user.rst says for the ring
+     * layout the features select: split, the 16-bit next avail index; packed, avail index and wrap counter in bits
+     * 0-15, used index and wrap counter in 16-31. Checked when the queue starts.
+     */
+    void setQueueBase(int index, int base) throws VirtioException;
 
     /** Starts processing queue {@code index}: kicks arrive on {@code kick} (null: the device polls the ring). */
     void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException;
@@ -53,7 +57,7 @@ public interface VirtioDevice extends AutoCloseable {
     /** Enables or disables a queue (vhost-user SET_VRING_ENABLE): a disabled RX queue receives nothing. */
     void setQueueEnabled(int index, boolean enabled);
 
-    /** Stops queue {@code index} and returns the next available index it would have read (GET_VRING_BASE). */
+    /** Stops queue {@code index} and returns its base, laid out as for {@link #setQueueBase} (GET_VRING_BASE). */
     int stopQueue(int index);
 
     /**
@@ -63,10 +67,10 @@ public interface VirtioDevice extends AutoCloseable {
     boolean queueStarted(int index);
 
     /**
-     * The next available index of queue {@code index}: where it runs now, where it stopped, or the base set since
-     * ({@link #setQueueNextAvail}); 0 after a reset or for an index the device does not have.
+     * The base of queue {@code index} (as for {@link #setQueueBase}): where it runs now, where it stopped, or the
+     * base set since; 0 after a reset or for an index the device does not have.
      */
-    int queueNextAvail(int index);
+    int queueBase(int index);
 
     /** Reads device-specific configuration space (virtio 1.2, 4.1.4.8 / 5.1.4). Out of range: CONFIG. */
     byte[] readConfig(int offset, int length) throws VirtioException;

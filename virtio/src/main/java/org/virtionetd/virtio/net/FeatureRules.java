@@ -17,6 +17,8 @@ public final class FeatureRules {
             GUEST_ANNOUNCE, CTRL_GUEST_OFFLOADS, MQ, SPEED_DUPLEX)
             | VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX)
             | VirtioFeature.bit(VirtioFeature.RING_INDIRECT_DESC)
+            | VirtioFeature.bit(VirtioFeature.RING_PACKED)
+            | VirtioFeature.bit(VirtioFeature.IN_ORDER)
             | VirtioFeature.bit(VirtioFeature.VERSION_1);
 
     /** {feature, one of these must also be acked} pairs of 5.1.3.1. */

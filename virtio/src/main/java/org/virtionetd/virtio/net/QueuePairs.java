@@ -92,7 +92,7 @@ final class QueuePairs {
         startLoop(pair);
     }
 
-    /** Stops queue {@code index} (its pair's loop goes on with the others) and returns its next available index. */
+    /** Stops queue {@code index} (its pair's loop goes on with the others) and returns its base (GET_VRING_BASE). */
     int stop(int index) {
         if (!exists(index)) {
             return 0;
@@ -101,7 +101,7 @@ final class QueuePairs {
         stopLoop(pair);
         queues[index].stop();
         startLoop(pair);
-        return queues[index].nextAvail();
+        return queues[index].base();
     }
 
     /** Asks the loop of the pair serving {@code index} to look at its queues again. */

@@ -221,6 +221,15 @@ final class RxPath {
                     device.logOnce().warn("rx-bad-chain", "RX queue " + queue.index() + ": " + bad);
                 }
                 counters.invalidChains.increment();
+                if (pendingCount > 0 && queue.inOrder()) {
+                    // IN_ORDER (2.7.9 / 2.8.9): buffers are used in the order they were made available, so the
+                    // ones taken before the bad one go back first (unwritten: this frame waits for new ones).
+                    for (int i = 0; i < pendingCount; i++) {
+                        queue.addUsed(pending[i], 0);
+                    }
+                    pendingCount = 0;
+                    pendingCapacity = 0;
+                }
                 queue.addUsed(c, 0);
                 usedSinceNotify = true;
                 if (pendingCount > 0) {

@@ -4,6 +4,7 @@ import org.virtionetd.virtio.device.DeviceStatus;
 import org.virtionetd.virtio.device.LogOnce;
 import org.virtionetd.virtio.device.VirtioDevice;
 import org.virtionetd.virtio.device.VirtioException;
+import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.queue.Notifier;
@@ -210,9 +211,10 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     @Override
     public synchronized void setQueue(int index, int size, long desc, long avail, long used) throws VirtioException {
         Virtqueue q = queues.queue(index);
-        if (!Virtqueue.validSize(size) || size > config.maxQueueSize()) {
+        boolean packed = VirtioFeature.has(acked, VirtioFeature.RING_PACKED);
+        if (!Virtqueue.validSize(size, packed) || size > config.maxQueueSize()) {
             throw new VirtioException(VirtioException.Kind.QUEUE_SIZE, "queue " + index + " size " + size
-                    + " is not a power of two in 1.." + config.maxQueueSize());
+                    + (packed ? " is not in 1.." : " is not a power of two in 1..") + config.maxQueueSize());
         }
         if (q.started()) {
             throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
@@ -221,16 +223,12 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     }
 
     @Override
-    public synchronized void setQueueNextAvail(int index, int nextAvail) throws VirtioException {
+    public synchronized void setQueueBase(int index, int base) throws VirtioException {
         Virtqueue q = queues.queue(index);
         if (q.started()) {
             throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " is running; stop it first");
         }
-        if (nextAvail < 0 || nextAvail > 0xffff) {
-            throw new VirtioException(VirtioException.Kind.STATE, "queue " + index + " base " + nextAvail
-                    + " is not a 16-bit index");
-        }
-        q.setNextAvail(nextAvail);
+        q.setBase(base);
     }
 
     @Override
@@ -268,8 +266,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     }
 
     @Override
-    public synchronized int queueNextAvail(int index) {
-        return queues.exists(index) ? queues.at(index).nextAvail() : 0;
+    public synchronized int queueBase(int index) {
+        return queues.exists(index) ? queues.at(index).base() : 0;
     }
 
     @Override

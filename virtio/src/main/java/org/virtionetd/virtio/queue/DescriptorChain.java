@@ -3,11 +3,12 @@ package org.virtionetd.virtio.queue;
 import org.virtionetd.virtio.memory.GuestMemory;
 
 /**
- * The buffers of one available chain after {@link SplitQueue#walk}: each descriptor's guest address, length and
- * direction, all checked to be inside guest memory. Reused per chain (arrays sized to the queue).
+ * The buffers of one available chain after a ring layout walked it ({@link SplitQueue#walk}, {@link PackedQueue}):
+ * each descriptor's guest address, length and direction, all checked to be inside guest memory. Reused per chain
+ * (arrays sized to the queue).
  *
  * <p>Indirect tables are flattened: the chain lists data buffers only, device-readable first, then writable
- * (2.7.4.2 requires that order and the walk enforces it).
+ * (2.7.4.2 / 2.8.4 require that order and {@link #addBuffer} enforces it).
  */
 public final class DescriptorChain {
     private final long[] addresses;
@@ -16,6 +17,8 @@ public final class DescriptorChain {
     private final int[] lengths;
     private final boolean[] writable;
     private int head;
+    /** Ring descriptors the chain occupies (packed ring, 2.8.6: the device skips that many when it uses it). */
+    private int slots;
     private int count;
     private int readableCount;
     private long readableBytes;
@@ -30,6 +33,7 @@ public final class DescriptorChain {
 
     void reset(int headIndex) {
         head = headIndex;
+        slots = 1;
         count = 0;
         readableCount = 0;
         readableBytes = 0;
@@ -54,7 +58,96 @@ public final class DescriptorChain {
         return addresses.length;
     }
 
-    /** The head descriptor index: what goes into the used ring. */
+    /** Names the chain by its buffer ID once the walk found it (packed: in the chain's last descriptor, 2.8.6). */
+    void identify(int bufferId, int ringSlots) {
+        head = bufferId;
+        slots = ringSlots;
+    }
+
+    int slots() {
+        return slots;
+    }
+
+    /**
+     * Adds one data descriptor after checking the rules every ring layout shares: the buffer lies in guest
+     * memory and does not wrap, no device-readable buffer follows a writable one (2.7.4.2, 2.8.4), at most
+     * {@link #capacity()} buffers, at most 2^32-1 bytes in all (the used length is 32 bits). Zero-length
+     * descriptors carry nothing and are skipped. {@code chainId} names the chain in an error ({@link #name}).
+     */
+    void addBuffer(GuestMemory memory, long addr, int len, boolean isWritable, int chainId) throws QueueException {
+        long ulen = len & 0xffffffffL;
+        long location = ulen == 0 ? GuestMemory.NOWHERE : memory.locate(addr, ulen);
+        if (location == GuestMemory.NOWHERE && ulen != 0 && !memory.contains(addr, ulen)) {
+            throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY, "buffer 0x" + Long.toHexString(addr) + "+"
+                    + ulen + " of " + name(chainId) + " is outside guest memory");
+        }
+        if (!isWritable && count > readableCount) {
+            throw new QueueException(QueueException.Kind.READABLE_AFTER_WRITABLE,
+                    name(chainId) + " has a device-readable descriptor after a device-writable one");
+        }
+        if (ulen == 0) {
+            return;
+        }
+        if (count == capacity()) {
+            throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
+                    name(chainId) + " has more than " + capacity() + " buffers");
+        }
+        add(addr, location, len, isWritable);
+        if (readableBytes + writableBytes > 0xffffffffL) {
+            throw new QueueException(QueueException.Kind.CHAIN_TOO_BIG, name(chainId) + " is larger than 4 GiB");
+        }
+    }
+
+    /**
+     * How an error names a chain: a split chain by its head index, a packed one (whose buffer ID is only in its
+     * last descriptor) by the ring slot it starts at, given as {@code -1 - slot}. Built only on the error path.
+     */
+    static String name(int chainId) {
+        return chainId >= 0 ? "chain " + chainId : "chain at slot " + (-1 - chainId);
+    }
+
+    /**
+     * Checks a descriptor that refers to an indirect table (2.7.5.3 / 2.8.8) and returns where the table lies
+     * ({@link GuestMemory#locate}): INDIRECT_DESC negotiated, not inside another table, not with NEXT, a positive
+     * multiple of 16 bytes, at most {@code queueSize} entries, inside one guest memory region.
+     */
+    static long locateIndirect(GuestMemory memory, long addr, int len, boolean negotiated, boolean nested,
+                               boolean withNext, int queueSize, int chainId) throws QueueException {
+        if (!negotiated || nested || withNext || (len & 15) != 0 || len == 0 || (len & 0xffffffffL) / 16 > queueSize) {
+            refuseIndirect(len, negotiated, nested, withNext, queueSize, name(chainId));
+        }
+        long loc = memory.locate(addr, len & 0xffffffffL);
+        if (loc == GuestMemory.NOWHERE) {
+            throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY, "indirect table 0x" + Long.toHexString(addr)
+                    + "+" + (len & 0xffffffffL) + " of " + name(chainId) + " is not inside one guest memory region");
+        }
+        return loc;
+    }
+
+    private static void refuseIndirect(int len, boolean negotiated, boolean nested, boolean withNext, int queueSize,
+                                       String chain) throws QueueException {
+        if (!negotiated) {
+            throw new QueueException(QueueException.Kind.INDIRECT_NOT_NEGOTIATED,
+                    chain + " has an INDIRECT descriptor but INDIRECT_DESC was not negotiated");
+        }
+        if (nested) {
+            throw new QueueException(QueueException.Kind.NESTED_INDIRECT,
+                    "indirect table of " + chain + " holds another INDIRECT descriptor");
+        }
+        if (withNext) {
+            throw new QueueException(QueueException.Kind.INDIRECT_WITH_NEXT,
+                    chain + " has a descriptor with both INDIRECT and NEXT");
+        }
+        long tableLen = len & 0xffffffffL;
+        if (tableLen == 0 || tableLen % 16 != 0) {
+            throw new QueueException(QueueException.Kind.INDIRECT_BAD_LENGTH,
+                    "indirect table of " + chain + " has length " + tableLen + ", not a positive multiple of 16");
+        }
+        throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG, "indirect table of " + chain + " has "
+                + tableLen / 16 + " descriptors, more than the queue size " + queueSize);
+    }
+
+    /** The chain's name for the driver: the head descriptor index (split), the buffer ID (packed). */
     public int head() {
         return head;
     }

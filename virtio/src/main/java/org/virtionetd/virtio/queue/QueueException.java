@@ -1,7 +1,7 @@
 package org.virtionetd.virtio.queue;
 
 /**
- * A rule of the split virtqueue (virtio 1.2, section 2.7) broken by the driver. {@link #kind()} says which rule;
+ * A rule of the split (virtio 1.2, section 2.7) or packed (2.8) virtqueue broken by the driver. {@link #kind()} says which rule;
  * {@link Kind#fatal()} says whether the queue can go on (the chain is returned with length 0) or the device must
  * be marked NEEDS_RESET because the ring itself cannot be trusted.
  */
@@ -31,7 +31,18 @@ public final class QueueException extends Exception {
         /** A device-readable descriptor after a device-writable one (2.7.4.2). */
         READABLE_AFTER_WRITABLE(false),
         /** A chain whose total length exceeds what the device accepts (2^32-1 by the used ring's len). */
-        CHAIN_TOO_BIG(false);
+        CHAIN_TOO_BIG(false),
+        /**
+         * Packed: descriptor flags that contradict the wrap counter, so the ring cannot be read: AVAIL and USED
+         * both equal to the device's avail wrap counter where it reads next (2.8.1: that is a descriptor the device
+         * used in this lap, which it cannot meet ahead of itself), or a later descriptor of a chain not made
+         * available with its head (2.8.6: the driver makes the rest of a list available before its first).
+         */
+        FLAGS_CONTRADICT_WRAP(true),
+        /** Packed: NEXT set on as many descriptors as the ring has (2.8.6): where the chain ends is unknown. */
+        CHAIN_WRAPS_RING(true),
+        /** Packed: a buffer ID not below the queue size; returned with length 0 under that ID. */
+        BUFFER_ID_OUT_OF_RANGE(false);
 
         private final boolean fatal;
 

@@ -44,6 +44,7 @@ public final class SplitQueue implements DeviceRing {
     private final long usedAddress;
     private final boolean eventIdx;
     private final boolean indirect;
+    private final boolean inOrder;
 
     private GuestMemory memory;
     private ByteBuffer desc;
@@ -61,6 +62,13 @@ public final class SplitQueue implements DeviceRing {
     private int publishedUsed;
     /** Chains the last read of avail.idx showed that {@link #pop(DescriptorChain)} has not taken yet. */
     private int knownAvailable;
+    /**
+     * IN_ORDER (2.7.9 of virtio 1.1, "In-order use of descriptors"): chains used with nothing written, one after
+     * another, returned as one used element at the batch's first slot with the last chain's head; used.idx moves
+     * by the batch. {@link #batchSlot} is that slot, -1 when no batch is open.
+     */
+    private int batchSlot = -1;
+    private int batchHead;
 
     /**
      * A queue of {@code size} entries at guest-physical addresses. {@code eventIdx} and {@code indirect} say
@@ -68,6 +76,13 @@ public final class SplitQueue implements DeviceRing {
      */
     public SplitQueue(int size, long descAddress, long availAddress, long usedAddress,
                       boolean eventIdx, boolean indirect) {
+        this(size, descAddress, availAddress, usedAddress, eventIdx, indirect, false);
+    }
+
+    /** As above; {@code inOrder} says whether VIRTIO_F_IN_ORDER was negotiated. */
+    public SplitQueue(int size, long descAddress, long availAddress, long usedAddress,
+                      boolean eventIdx, boolean indirect, boolean inOrder) {
+        this.inOrder = inOrder;
         this.size = size;
         this.descAddress = descAddress;
         this.availAddress = availAddress;
@@ -194,6 +209,7 @@ public final class SplitQueue implements DeviceRing {
     public void setNextUsed(int index) {
         nextUsed = index & 0xffff;
         publishedUsed = nextUsed;
+        batchSlot = -1;
     }
 
     @Override
@@ -202,8 +218,23 @@ public final class SplitQueue implements DeviceRing {
         setNextUsed(nextUsedIndex);
     }
 
-    /** Reads the used index from the ring: after a reconnect the device resumes where the ring says. */
+    /** vhost-user.rst: bits 0-15 the next avail index, the rest reserved (0). */
     @Override
+    public int base() {
+        return nextAvail;
+    }
+
+    /** After SET_VRING_BASE the used index is what the ring shows: what the driver last saw. */
+    @Override
+    public String resumeAt(int base) {
+        if ((base & 0xffff0000) != 0) {
+            return "split ring base 0x" + Integer.toHexString(base) + " is not a 16-bit index";
+        }
+        setPosition(base, readUsedIndex());
+        return null;
+    }
+
+    /** Reads the used index from the ring: after a reconnect the device resumes where the ring says. */
     public int readUsedIndex() {
         return (short) U16.getAcquire(used, usedBase + 2) & 0xffff;
     }
@@ -279,7 +310,6 @@ public final class SplitQueue implements DeviceRing {
         boolean inIndirect = false;
         int index = head;
         int budget = size; // TTL: no legitimate chain has more descriptors than the queue size
-        boolean sawWritable = false;
         while (true) {
             if (budget-- == 0) {
                 throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
@@ -291,65 +321,16 @@ public final class SplitQueue implements DeviceRing {
             int flags = table.getShort(at + 12) & 0xffff;
             int next = table.getShort(at + 14) & 0xffff;
             if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
-                if (!indirect) {
-                    throw new QueueException(QueueException.Kind.INDIRECT_NOT_NEGOTIATED,
-                            "descriptor " + index + " of chain " + head + " is INDIRECT but INDIRECT_DESC was not negotiated");
-                }
-                if (inIndirect) {
-                    throw new QueueException(QueueException.Kind.NESTED_INDIRECT,
-                            "indirect table of chain " + head + " holds another INDIRECT descriptor at " + index);
-                }
-                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
-                    throw new QueueException(QueueException.Kind.INDIRECT_WITH_NEXT,
-                            "descriptor " + index + " of chain " + head + " sets both INDIRECT and NEXT");
-                }
-                long tableLen = len & 0xffffffffL;
-                if (tableLen == 0 || tableLen % DESC_SIZE != 0) {
-                    throw new QueueException(QueueException.Kind.INDIRECT_BAD_LENGTH,
-                            "indirect table of chain " + head + " has length " + tableLen + ", not a positive multiple of 16");
-                }
-                if (tableLen / DESC_SIZE > size) {
-                    throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
-                            "indirect table of chain " + head + " has " + tableLen / DESC_SIZE
-                                    + " descriptors, more than the queue size " + size);
-                }
-                long loc = memory.locate(addr, tableLen);
-                if (loc == GuestMemory.NOWHERE) {
-                    throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY,
-                            "indirect table 0x" + Long.toHexString(addr) + "+" + tableLen + " of chain " + head
-                                    + " is not inside one guest memory region");
-                }
+                long loc = DescriptorChain.locateIndirect(memory, addr, len, indirect, inIndirect,
+                        (flags & VIRTQ_DESC_F_NEXT) != 0, size, head);
                 table = memory.chunk(GuestMemory.chunkId(loc));
                 tableBase = GuestMemory.offset(loc);
-                tableSize = (int) (tableLen / DESC_SIZE);
+                tableSize = (int) ((len & 0xffffffffL) / DESC_SIZE);
                 inIndirect = true;
                 index = 0;
                 continue;
             }
-            long ulen = len & 0xffffffffL;
-            long location = ulen == 0 ? GuestMemory.NOWHERE : memory.locate(addr, ulen);
-            if (location == GuestMemory.NOWHERE && ulen != 0 && !memory.contains(addr, ulen)) {
-                throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY,
-                        "buffer 0x" + Long.toHexString(addr) + "+" + ulen + " of chain " + head
-                                + " is outside guest memory");
-            }
-            boolean w = (flags & VIRTQ_DESC_F_WRITE) != 0;
-            if (!w && sawWritable) {
-                throw new QueueException(QueueException.Kind.READABLE_AFTER_WRITABLE,
-                        "chain " + head + " has a device-readable descriptor after a device-writable one");
-            }
-            sawWritable |= w;
-            if (ulen != 0) {
-                if (out.count() == out.capacity()) {
-                    throw new QueueException(QueueException.Kind.CHAIN_TOO_LONG,
-                            "chain at head " + head + " has more than " + out.capacity() + " buffers");
-                }
-                out.add(addr, location, len, w);
-                if (out.readableBytes() + out.writableBytes() > 0xffffffffL) {
-                    throw new QueueException(QueueException.Kind.CHAIN_TOO_BIG,
-                            "chain at head " + head + " is larger than 4 GiB");
-                }
-            }
+            out.addBuffer(memory, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0, head);
             if ((flags & VIRTQ_DESC_F_NEXT) == 0) {
                 return;
             }
@@ -363,22 +344,46 @@ public final class SplitQueue implements DeviceRing {
 
     @Override
     public void addUsed(DescriptorChain chain, int writtenLength) {
+        if (inOrder) {
+            if (writtenLength == 0) {
+                if (batchSlot < 0) {
+                    batchSlot = nextUsed;
+                }
+                batchHead = chain.head();
+                nextUsed = (nextUsed + 1) & 0xffff;
+                return;
+            }
+            closeBatch();
+        }
         addUsed(chain.head(), writtenLength);
+    }
+
+    private void closeBatch() {
+        if (batchSlot >= 0) {
+            writeUsedElement(batchSlot, batchHead, 0);
+            batchSlot = -1;
+        }
     }
 
     /** Puts (head, written length) in the next used slot; not visible to the driver before {@link #publishUsed()}. */
     public void addUsed(int head, int writtenLength) {
-        int slot = nextUsed & (size - 1);
+        closeBatch();
+        writeUsedElement(nextUsed, head, writtenLength);
+        nextUsed = (nextUsed + 1) & 0xffff;
+    }
+
+    private void writeUsedElement(int usedIndex, int head, int writtenLength) {
+        int slot = usedIndex & (size - 1);
         int at = usedBase + 4 + 8 * slot;
         used.putInt(at, head);
         used.putInt(at + 4, writtenLength);
         memory.markDirty(usedAddress + 4 + 8L * slot, 8);
-        nextUsed = (nextUsed + 1) & 0xffff;
     }
 
     /** Makes all added used entries visible: used.idx written with release (2.7.8: entries before the index). */
     @Override
     public void publishUsed() {
+        closeBatch();
         U16.setRelease(used, usedBase + 2, (short) nextUsed);
         memory.markDirty(usedAddress + 2, 2);
     }

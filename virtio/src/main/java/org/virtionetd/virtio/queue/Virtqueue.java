@@ -9,12 +9,12 @@ import org.virtionetd.virtio.os.EventFd;
  * kick and notifier) and of its runtime state (where the device reads and writes, held by the ring layout behind
  * it while it runs, kept here while it is stopped).
  *
- * <p>The transport configures it while it is stopped ({@link #configure}, {@link #setNextAvail}, {@link #setKick})
+ * <p>The transport configures it while it is stopped ({@link #configure}, {@link #setBase}, {@link #setKick})
  * and starts it on guest memory ({@link #start}); from then on it belongs to the queue pair's thread, which uses
  * only the operations below: {@link #pop}, {@link #addUsed}, {@link #publishUsedAndNotify},
  * {@link #disableNotification} and {@link #enableNotification}. Only {@link #enabled} and the notifier may change
- * while it runs (volatile). The ring layout behind it is a {@link DeviceRing}: split today (2.7); nothing above
- * this class reads ring structures.
+ * while it runs (volatile). The ring layout behind it is a {@link DeviceRing}, split (2.7) or packed (2.8) as the
+ * features say (VIRTIO_F_RING_PACKED); nothing above this class reads ring structures.
  */
 public final class Virtqueue {
     private final int index;
@@ -22,11 +22,15 @@ public final class Virtqueue {
     private long descAddress;
     private long driverArea;
     private long deviceArea;
-    /** Where the device resumes while stopped: SET_VRING_BASE, or where it was at the last stop. */
-    private int nextAvail;
-    private int nextUsed;
-    /** {@link #nextUsed} is the device's own (saved at a stop), not to be read back from the ring. */
-    private boolean nextUsedKnown;
+    /** The front-end's base (SET_VRING_BASE) while stopped, or where the device was at its last stop. */
+    private int base;
+    /** Where the device was at its last stop ({@link DeviceRing#nextAvail} / {@link DeviceRing#nextUsed} form). */
+    private int stoppedAvail;
+    private int stoppedUsed;
+    /** The device stopped itself since the last base: it resumes at its own position, not at {@link #base}. */
+    private boolean ownStop;
+    /** VIRTIO_F_IN_ORDER negotiated for the running queue. */
+    private boolean inOrder;
     private EventFd kick;
     private volatile Notifier notifier = Notifier.NONE;
     private volatile boolean enabled = true;
@@ -41,14 +45,17 @@ public final class Virtqueue {
         return index;
     }
 
-    /** A queue size the ring layout accepts (split, 2.7: a power of two up to 32768). */
-    public static boolean validSize(int size) {
-        return SplitQueue.validSize(size);
+    /** A queue size the ring layout accepts: split (2.7) a power of two up to 32768, packed (2.8) 1..32768. */
+    public static boolean validSize(int size, boolean packed) {
+        return packed ? PackedQueue.validSize(size) : SplitQueue.validSize(size);
     }
 
-    /** Bytes of the device area the device writes for a queue of {@code size} (split: the used ring, 2.7.8). */
-    public static long deviceAreaBytes(int size) {
-        return SplitQueue.usedRingBytes(size);
+    /**
+     * Bytes of the device area for a queue of {@code size}: split, the used ring (2.7.8); packed, the device event
+     * suppression structure (2.8.10). A packed ring's used descriptors are written in its descriptor area.
+     */
+    public static long deviceAreaBytes(int size, boolean packed) {
+        return packed ? PackedQueue.EVENT_SUPPRESS_BYTES : SplitQueue.usedRingBytes(size);
     }
 
     // ---- configuration (transport, while stopped) --------------------------------------------------------
@@ -62,12 +69,12 @@ public final class Virtqueue {
         return descAddress;
     }
 
-    /** The driver area: the split ring's available ring (2.5 "Driver Area"). */
+    /** The driver area (2.5): the split ring's available ring, the packed ring's driver event suppression. */
     public long driverArea() {
         return driverArea;
     }
 
-    /** The device area: the split ring's used ring (2.5 "Device Area"). */
+    /** The device area (2.5): the split ring's used ring, the packed ring's device event suppression. */
     public long deviceArea() {
         return deviceArea;
     }
@@ -81,17 +88,30 @@ public final class Virtqueue {
         this.deviceArea = device;
     }
 
-    /** Where the device starts reading (vhost-user SET_VRING_BASE); the used index is then read from the ring. */
-    public void setNextAvail(int v) {
+    /**
+     * Where the device starts (vhost-user SET_VRING_BASE), laid out as vhost-user.rst says for the ring layout:
+     * split, the 16-bit avail index (the used index is then read from the ring); packed, avail index and wrap
+     * counter in bits 0-15, used in 16-31. Checked when the queue starts, when the layout is known.
+     */
+    public void setBase(int vhostBase) {
         requireStopped("set the base of");
-        nextAvail = v & 0xffff;
-        nextUsed = v & 0xffff;
-        nextUsedKnown = false;
+        base = vhostBase;
+        ownStop = false;
     }
 
-    /** The next available index the device reads: from the running ring, or where it stopped. */
+    /** Where the device is, as GET_VRING_BASE gives it: from the running ring, where it stopped, or the base set. */
+    public int base() {
+        return ring != null ? ring.base() : base;
+    }
+
+    /** The next available entry the device reads (split: the avail index; packed: slot, wrap counter in bit 15). */
     public int nextAvail() {
-        return ring != null ? ring.nextAvail() : nextAvail;
+        return ring != null ? ring.nextAvail() : ownStop ? stoppedAvail : base & 0xffff;
+    }
+
+    /** Whether the running queue uses buffers in the order they were made available (VIRTIO_F_IN_ORDER). */
+    public boolean inOrder() {
+        return inOrder;
     }
 
     public EventFd kick() {
@@ -128,20 +148,29 @@ public final class Virtqueue {
 
     /**
      * Starts the queue on {@code memory} with the ring layout and options the negotiated {@code features} select
-     * (EVENT_IDX, INDIRECT_DESC). Returns null, or why the rings cannot be used (the queue then stays stopped).
+     * (RING_PACKED, EVENT_IDX, INDIRECT_DESC, IN_ORDER). Returns null, or why the rings cannot be used (the queue
+     * then stays stopped).
      */
     public String start(GuestMemory memory, long features) {
         requireStopped("start");
-        SplitQueue r = new SplitQueue(size, descAddress, driverArea, deviceArea,
-                VirtioFeature.has(features, VirtioFeature.RING_EVENT_IDX),
-                VirtioFeature.has(features, VirtioFeature.RING_INDIRECT_DESC));
+        boolean eventIdx = VirtioFeature.has(features, VirtioFeature.RING_EVENT_IDX);
+        boolean indirect = VirtioFeature.has(features, VirtioFeature.RING_INDIRECT_DESC);
+        boolean order = VirtioFeature.has(features, VirtioFeature.IN_ORDER);
+        DeviceRing r = VirtioFeature.has(features, VirtioFeature.RING_PACKED)
+                ? new PackedQueue(size, descAddress, driverArea, deviceArea, eventIdx, indirect, order)
+                : new SplitQueue(size, descAddress, driverArea, deviceArea, eventIdx, indirect, order);
         String wrong = r.activate(memory);
         if (wrong != null) {
             return wrong;
         }
-        // After SET_VRING_BASE (a new or reconnected front-end) the used index is what the ring says, as the
-        // driver last saw it; after our own stop/start it is what we had.
-        r.setPosition(nextAvail, nextUsedKnown ? nextUsed : r.readUsedIndex());
+        // After SET_VRING_BASE (a new or reconnected front-end) the layout reads what it lacks from the ring;
+        // after our own stop/start the device resumes where it was.
+        if (ownStop) {
+            r.setPosition(stoppedAvail, stoppedUsed);
+        } else if ((wrong = r.resumeAt(base)) != null) {
+            return wrong;
+        }
+        inOrder = order;
         ring = r;
         return null;
     }
@@ -149,9 +178,10 @@ public final class Virtqueue {
     /** Stops the queue, remembering where it was. */
     public void stop() {
         if (ring != null) {
-            nextAvail = ring.nextAvail();
-            nextUsed = ring.nextUsed();
-            nextUsedKnown = true;
+            stoppedAvail = ring.nextAvail();
+            stoppedUsed = ring.nextUsed();
+            base = ring.base();
+            ownStop = true;
         }
         ring = null;
     }
@@ -161,8 +191,9 @@ public final class Virtqueue {
         stop();
         size = 0;
         descAddress = driverArea = deviceArea = 0;
-        nextAvail = nextUsed = 0;
-        nextUsedKnown = false;
+        base = stoppedAvail = stoppedUsed = 0;
+        ownStop = false;
+        inOrder = false;
         kick = null;
         notifier = Notifier.NONE;
         enabled = true;
@@ -182,7 +213,7 @@ public final class Virtqueue {
     }
 
     /**
-     * Takes the next available chain into {@code out} (walked and checked, 2.7.5). False when there is none.
+     * Takes the next available chain into {@code out} (walked and checked, 2.7.5 / 2.8.6). False when there is none.
      *
      * @throws QueueException a fatal kind: the ring lies, mark the device NEEDS_RESET; any other kind: the chain
      *         was taken, {@code out.head()} names it, and it goes back with {@code addUsed(out, 0)}
@@ -202,7 +233,7 @@ public final class Virtqueue {
     }
 
     /**
-     * Publishes every used entry added so far and notifies the driver if it asked for it (2.7.10), counting
+     * Publishes every used entry added so far and notifies the driver if it asked for it (2.7.10 / 2.8.10), counting
      * which of the two happened. Call once per burst.
      */
     public void publishUsedAndNotify(NotificationCounters counters) {
@@ -221,7 +252,7 @@ public final class Virtqueue {
     }
 
     /**
-     * Asks the driver to kick on new buffers, then looks again (2.7.10): returns true if work arrived, which the
+     * Asks the driver to kick on new buffers, then looks again (2.7.10 / 2.8.10): returns true if work arrived, which the
      * driver may have added before it saw the request and so without kicking. Processing must then go on.
      */
     public boolean enableNotification() {

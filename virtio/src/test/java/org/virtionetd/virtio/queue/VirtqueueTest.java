@@ -160,7 +160,7 @@ class VirtqueueTest {
         assertThat(driver.usedIdx()).isEqualTo(4);
 
         queue.stop();
-        queue.setNextAvail(4); // a reconnecting front-end: the used index comes from the ring
+        queue.setBase(4); // a reconnecting front-end: the used index comes from the ring
         assertThat(queue.start(memory, 0)).isNull();
         roundTrip(1);
         assertThat(driver.usedIdx()).isEqualTo(5);

@@ -360,7 +360,7 @@ public final class VirtioNetDriver implements AutoCloseable {
         SplitQueueDriver q = queue(index);
         int base = device.stopQueue(index);
         device.setQueue(index, q.size(), q.descTableAddress(), q.availRingAddress(), q.usedRingAddress());
-        device.setQueueNextAvail(index, base);
+        device.setQueueBase(index, base);
         device.startQueue(index, kicks[index], notifiers[index]);
         return base;
     }

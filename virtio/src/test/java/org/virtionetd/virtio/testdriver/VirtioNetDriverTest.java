@@ -103,8 +103,8 @@ class VirtioNetDriverTest {
         final List<String> calls = new ArrayList<>();
 
         @Override
-        public void setQueueNextAvail(int index, int nextAvail) {
-            calls.add("setQueueNextAvail(" + index + ", " + nextAvail + ")");
+        public void setQueueBase(int index, int base) {
+            calls.add("setQueueBase(" + index + ", " + base + ")");
         }
 
         @Override
@@ -133,7 +133,7 @@ class VirtioNetDriverTest {
         }
 
         @Override
-        public int queueNextAvail(int index) {
+        public int queueBase(int index) {
             return 7;
         }
 
@@ -525,7 +525,7 @@ class VirtioNetDriverTest {
             long[] before = dev.queues.get(1).clone();
             EventFd kick = dev.kicks.get(1);
             assertThat(d.restartQueue(1)).isEqualTo(7);
-            assertThat(dev.calls).containsExactly("stopQueue(1)", "setQueueNextAvail(1, 7)");
+            assertThat(dev.calls).containsExactly("stopQueue(1)", "setQueueBase(1, 7)");
             assertThat(dev.queues.get(1)).containsExactly(before);
             assertThat(dev.kicks.get(1)).isSameAs(kick);
         }

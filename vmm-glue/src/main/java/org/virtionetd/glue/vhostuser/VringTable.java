@@ -2,6 +2,7 @@ package org.virtionetd.glue.vhostuser;
 
 import org.virtionetd.virtio.device.VirtioDevice;
 import org.virtionetd.virtio.device.VirtioException;
+import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.os.LinuxNative;
@@ -132,17 +133,24 @@ final class VringTable {
         maybeStart(v);
     }
 
+    /** The rings are packed (VIRTIO_F_RING_PACKED acked): what a base and a device area look like. */
+    private boolean packed() {
+        return VirtioFeature.has(device.ackedFeatures(), VirtioFeature.RING_PACKED);
+    }
+
     void setBase(int index, int base) throws VhostUserException {
         Vring v = vring(index, VhostUserRequest.SET_VRING_BASE);
         if (started(v)) {
             throw VhostUserException.refused("SET_VRING_BASE on queue " + v.index + " while it runs");
         }
-        if (base < 0 || base > 0xffff) {
+        // vhost-user.rst, "Vring descriptor index for split virtqueues": bits 16-31 reserved; the packed form uses
+        // all 32 bits (avail index and wrap counter, used index and wrap counter).
+        if (!packed() && (base < 0 || base > 0xffff)) {
             throw VhostUserException.refused("queue " + v.index + ": base "
                     + Integer.toUnsignedString(base) + " is not a 16-bit ring index");
         }
         try {
-            device.setQueueNextAvail(v.index, base);
+            device.setQueueBase(v.index, base);
         } catch (VirtioException e) {
             throw VhostUserException.refused("queue " + v.index + " base " + base + ": " + e.getMessage(), e);
         }
@@ -156,7 +164,7 @@ final class VringTable {
                     + ", the device has " + vrings.length);
         }
         stopVring(vrings[index], true);
-        return device.queueNextAvail(index) & 0xffff;
+        return device.queueBase(index);
     }
 
     void setKick(VhostUserMessage m) throws VhostUserException {
@@ -296,7 +304,7 @@ final class VringTable {
             device.setQueueEnabled(v.index, !protocolFeaturesAcked.getAsBoolean());
         }
         LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " started, size " + v.requestedSize + ", base "
-                + device.queueNextAvail(v.index));
+                + Integer.toHexString(device.queueBase(v.index)));
     }
 
     /**
@@ -370,7 +378,7 @@ final class VringTable {
             if (v.configured) {
                 // configured: the used ring's user address translates in the current table.
                 rings.add(new DirtyPageLog.UsedRing(memory.guestAddressOfUser(v.usedUser),
-                        Virtqueue.deviceAreaBytes(v.requestedSize), v.logGuestAddress,
+                        Virtqueue.deviceAreaBytes(v.requestedSize, packed()), v.logGuestAddress,
                         (v.addressFlags & VhostUserMessage.VRING_F_LOG) != 0));
             }
         }

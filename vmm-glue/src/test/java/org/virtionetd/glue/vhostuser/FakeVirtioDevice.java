@@ -192,13 +192,13 @@ final class FakeVirtioDevice implements VirtioDevice {
     }
 
     @Override
-    public synchronized void setQueueNextAvail(int index, int nextAvail) throws VirtioException {
-        call("setQueueNextAvail " + index + " " + nextAvail);
+    public synchronized void setQueueBase(int index, int base) throws VirtioException {
+        call("setQueueBase " + index + " " + base);
         Queue q = checkedQueue(index);
         if (q.running) {
-            violations.add("setQueueNextAvail on running queue " + index);
+            violations.add("setQueueBase on running queue " + index);
         }
-        q.nextAvail = nextAvail;
+        q.nextAvail = base;
     }
 
     @Override
@@ -243,7 +243,7 @@ final class FakeVirtioDevice implements VirtioDevice {
     }
 
     @Override
-    public synchronized int queueNextAvail(int index) {
+    public synchronized int queueBase(int index) {
         return index >= 0 && index < queues.length ? queues[index].nextAvail : 0;
     }
 

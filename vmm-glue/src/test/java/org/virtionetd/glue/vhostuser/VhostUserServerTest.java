@@ -120,7 +120,7 @@ class VhostUserServerTest {
                         "setQueue 0 256 0x" + Long.toHexString(gpaOfUserB(descUser(0))) + " 0x"
                                 + Long.toHexString(gpaOfUserB(availUser(0))) + " 0x"
                                 + Long.toHexString(gpaOfUserB(usedUser(0)))));
-                assertThat(calls).containsSubsequence("setQueueNextAvail 0 7", "startQueue 0 kick",
+                assertThat(calls).containsSubsequence("setQueueBase 0 7", "startQueue 0 kick",
                         "setQueueEnabled 0 false", "setNotifier 0 call", "setQueueEnabled 0 true");
             } finally {
                 for (int fd : new int[] {q0[0], q0[1], q1[0], q1[1]}) {
