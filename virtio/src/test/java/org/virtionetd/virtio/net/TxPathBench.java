@@ -3,6 +3,7 @@ package org.virtionetd.virtio.net;
 import org.virtionetd.virtio.device.LogOnce;
 import org.virtionetd.virtio.memory.GuestMemory;
 import org.virtionetd.virtio.device.VirtioFeature;
+import org.virtionetd.virtio.queue.PackedQueue;
 import org.virtionetd.virtio.queue.SplitQueue;
 import org.virtionetd.virtio.queue.Virtqueue;
 
@@ -10,8 +11,9 @@ import java.nio.ByteBuffer;
 
 /**
  * A transmit and a receive path on a real ring, stepped by hand for benchmarks: the "driver" side publishes one
- * pre-built chain per step by writing the avail ring directly (no test-driver overhead), the device side is the
- * production {@link TxPath} / {@link RxPath}.
+ * pre-built chain per step by writing the avail ring directly, or for a packed ring (virtio 1.2, 2.8) the
+ * descriptor's length, ID and flags (no test-driver overhead); the device side is the production {@link TxPath} /
+ * {@link RxPath}.
  */
 public final class TxPathBench implements DeviceContext {
     private static final int QUEUE_SIZE = 256;
@@ -23,13 +25,25 @@ public final class TxPathBench implements DeviceContext {
     private final int availRxBase;
     private int txIdx;
     private int rxIdx;
+    private final boolean packed;
+    private final ByteBuffer ring;
+    private final int txDesc;
+    private final int rxDesc;
+    private final int txLength;
+    private final int rxLength;
     private final LogOnce log = new LogOnce(System.getLogger("bench"), "bench: ");
     private final RxFilter filter = RxFilter.initial(new byte[6], false);
     private final NetBackend sink;
 
-    /** Lays out two queues and one chain per descriptor slot of {@code frameLength} bytes (+ 12 header). */
+    /** Lays out two split queues and one chain per descriptor slot of {@code frameLength} bytes (+ 12 header). */
     public TxPathBench(GuestMemory memory, int frameLength, NetBackend backend) {
+        this(memory, frameLength, backend, false);
+    }
+
+    /** As above, with packed rings if {@code packedRing} (VIRTIO_F_RING_PACKED; the same addresses and buffers). */
+    public TxPathBench(GuestMemory memory, int frameLength, NetBackend backend, boolean packedRing) {
         this.sink = backend;
+        this.packed = packedRing;
         long desc = 0x1000;
         long avail = desc + 16 * QUEUE_SIZE;
         long used = 0x4000;
@@ -45,7 +59,8 @@ public final class TxPathBench implements DeviceContext {
             d.putLong((int) rdesc + 16 * i, buf + 0x8000).putInt((int) rdesc + 16 * i + 8, 12 + Math.max(frameLength, 1514))
                     .putShort((int) rdesc + 16 * i + 12, (short) SplitQueue.VIRTQ_DESC_F_WRITE);
         }
-        long features = VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) | VirtioFeature.bit(VirtioFeature.RING_INDIRECT_DESC);
+        long features = VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) | VirtioFeature.bit(VirtioFeature.RING_INDIRECT_DESC)
+                | (packedRing ? VirtioFeature.bit(VirtioFeature.RING_PACKED) : 0);
         Virtqueue tq = new Virtqueue(1);
         tq.configure(QUEUE_SIZE, desc, avail, used);
         Virtqueue rq = new Virtqueue(0);
@@ -53,6 +68,11 @@ public final class TxPathBench implements DeviceContext {
         if (tq.start(memory, features) != null || rq.start(memory, features) != null) {
             throw new IllegalStateException("bench rings do not fit the memory");
         }
+        this.ring = d;
+        this.txDesc = (int) desc;
+        this.rxDesc = (int) rdesc;
+        this.txLength = 12 + frameLength;
+        this.rxLength = 12 + Math.max(frameLength, 1514);
         this.availTx = d;
         this.availRx = d;
         this.availTxBase = (int) avail;
@@ -63,6 +83,10 @@ public final class TxPathBench implements DeviceContext {
 
     /** The driver makes {@code n} chains available on the transmit queue. */
     public void offerTx(int n) {
+        if (packed) {
+            txIdx = offerPacked(txDesc, txIdx, n, txLength, 0);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             availTx.putShort(availTxBase + 4 + 2 * (txIdx & (QUEUE_SIZE - 1)), (short) (txIdx & (QUEUE_SIZE - 1)));
             txIdx++;
@@ -71,11 +95,33 @@ public final class TxPathBench implements DeviceContext {
     }
 
     public void offerRx(int n) {
+        if (packed) {
+            rxIdx = offerPacked(rxDesc, rxIdx, n, rxLength, PackedQueue.DESC_F_WRITE);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             availRx.putShort(availRxBase + 4 + 2 * (rxIdx & (QUEUE_SIZE - 1)), (short) (rxIdx & (QUEUE_SIZE - 1)));
             rxIdx++;
         }
         availRx.putShort(availRxBase + 2, (short) rxIdx);
+    }
+
+    /**
+     * Packed (2.8.21): rewrites length and ID the device overwrote when it used the slot, then the flags with the
+     * driver's wrap counter ({@code position} counts over two laps; its lap gives the wrap), the first one last.
+     */
+    private int offerPacked(int descBase, int position, int n, int length, int writeFlag) {
+        for (int i = n - 1; i >= 0; i--) {
+            int p = position + i;
+            int slot = p % QUEUE_SIZE;
+            boolean wrap = (p / QUEUE_SIZE) % 2 == 0;
+            int flags = writeFlag | (wrap ? PackedQueue.DESC_F_AVAIL : PackedQueue.DESC_F_USED);
+            int at = descBase + 16 * slot;
+            ring.putInt(at + 8, length).putShort(at + 12, (short) slot);
+            java.lang.invoke.VarHandle.releaseFence();
+            ring.putShort(at + 14, (short) flags);
+        }
+        return (position + n) % (2 * QUEUE_SIZE);
     }
 
     /** The device pops, walks, hands to the backend and pushes up to {@code burst} chains. */

@@ -34,6 +34,10 @@ public class ChainBenchmark {
     @Param({"64", "1500"})
     public int frameLength;
 
+    /** The ring layout: split (virtio 1.2, 2.7) or packed (2.8), the same buffers and work on each. */
+    @Param({"split", "packed"})
+    public String ring;
+
     private GuestMemory memory;
     private TxPathBench bench;
     private final ByteBuffer copySrc = ByteBuffer.allocateDirect(2048);
@@ -67,7 +71,7 @@ public class ChainBenchmark {
     public void setUp() throws Exception {
         memory = MemfdGuestMemory.create(0, 64L << 20);
         stagedLength = 12 + frameLength;
-        bench = new TxPathBench(memory, frameLength, new CountingBackend());
+        bench = new TxPathBench(memory, frameLength, new CountingBackend(), "packed".equals(ring));
     }
 
     @TearDown(Level.Trial)
