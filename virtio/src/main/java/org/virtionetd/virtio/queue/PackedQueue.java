@@ -78,6 +78,13 @@ public final class PackedQueue implements DeviceRing {
     private final int[] takenSlots;
     private int takenTop;
 
+    /**
+     * What the device event suppression holds as last written (-1: not written since activate): a driver reads it
+     * after a full barrier on every burst, so an unchanged value is not stored again (its cache line would move
+     * to this core and back for nothing).
+     */
+    private int deviceEventShown = -1;
+
     /** Used descriptors written (ID, length) since the last publish whose flags are still to be written. */
     private final int[] pendingSlot;
     private final short[] pendingFlags;
@@ -150,6 +157,7 @@ public final class PackedQueue implements DeviceRing {
         driverEventBase = GuestMemory.offset(a);
         deviceEvent = deviceChunk;
         deviceEventBase = GuestMemory.offset(u);
+        deviceEventShown = -1;
         return null;
     }
 
@@ -442,13 +450,16 @@ public final class PackedQueue implements DeviceRing {
      */
     @Override
     public void setKickWanted(boolean wanted) {
-        if (wanted && eventIdx) {
-            U16.setRelease(deviceEvent, deviceEventBase, (short) nextAvail());
-            U16.setRelease(deviceEvent, deviceEventBase + 2, (short) EVENT_FLAGS_DESC);
-        } else {
-            U16.setRelease(deviceEvent, deviceEventBase + 2, (short) (wanted ? EVENT_FLAGS_ENABLE : EVENT_FLAGS_DISABLE));
+        int shown = wanted && eventIdx ? nextAvail() << 16 | EVENT_FLAGS_DESC
+                : wanted ? EVENT_FLAGS_ENABLE : EVENT_FLAGS_DISABLE;
+        if (shown != deviceEventShown) {
+            if (wanted && eventIdx) {
+                U16.setRelease(deviceEvent, deviceEventBase, (short) nextAvail());
+            }
+            U16.setRelease(deviceEvent, deviceEventBase + 2, (short) (shown & 0xffff));
+            memory.markDirty(deviceEventAddress, EVENT_SUPPRESS_BYTES);
+            deviceEventShown = shown;
         }
-        memory.markDirty(deviceEventAddress, EVENT_SUPPRESS_BYTES);
         if (wanted) {
             VarHandle.fullFence();
         }
