@@ -218,7 +218,8 @@ def run_case(direction, size, seconds, jar, workdir, ring="split", in_order=Fals
                          "rxonly" if direction == "rx" else "txonly", workdir, size,
                          eal=["--log-level=pmd.net.virtio.init:debug"])
         driver.wait_for(r"testpmd>", 60, "prompt")
-        check_layout(driver.negotiated_features(), ring, in_order, "virtio-netd" if ours else "dpdk net_vhost")
+        side = "virtio-netd " + jar if ours else "dpdk net_vhost"
+        check_layout(driver.negotiated_features(), ring, in_order, side)
         if direction != "rx":
             driver.send("set txpkts %d" % size)
         driver.send("start")
@@ -288,6 +289,10 @@ def main():
         if not os.path.exists(j):
             sys.exit("no %s: build it first (scripts/virtio-netd with VND_BUILD_ONLY=1)" % j)
     sides = ["dpdk_vhost"] + list(jars)
+    # Other processes on the cores skew every figure, ratios too: say how busy the machine was.
+    load_before = float(open("/proc/loadavg").read().split()[0])
+    if load_before > 0.5:
+        log("1-minute load average %.2f before the run: the figures will be noisy" % load_before)
     workdir = tempfile.mkdtemp(prefix="vnd-bench-pps.")
     results = {}
     packed_vs_split = {}
@@ -333,7 +338,8 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if a.json:
-        out = {"pps": results, "rings": a.rings, "in_order": a.in_order, "seconds": a.time, "runs": a.runs}
+        out = {"pps": results, "rings": a.rings, "in_order": a.in_order, "seconds": a.time, "runs": a.runs,
+               "load_before": load_before}
         if packed_vs_split:
             out["packed_vs_split"] = packed_vs_split
         print(json.dumps(out))
