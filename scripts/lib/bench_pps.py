@@ -10,6 +10,11 @@ Each case runs a DPDK virtio_user driver (testpmd, --no-huge) against a back-end
   tap (guest -> tap): the driver sends (txonly); the back-end writes every packet to a tap in a namespace of
       its own. virtio-netd: --backend tap:vndpps0; anchor: testpmd's net_vhost port forwarding (io mode) to its
       net_tap port. Rate = the tap's rx_packets as the kernel counts them, the same counter for both.
+--ring split|packed|split,packed picks the ring layout (virtio 1.2 section 2.7 / 2.8) and --in-order adds
+VIRTIO_F_IN_ORDER; both are asked for by the driver, virtio_user (packed_vq=0|1, in_order=0|1), so the anchor (DPDK's
+vhost library follows what the driver negotiates) and virtio-netd run the same layout. Each case checks the features
+the driver logged after negotiation and fails if the ring or IN_ORDER is not what was asked. With two layouts every
+run measures both, alternated, and packed_vs_split gives packed/split of each side for each case.
 --jar PATH runs another build of virtio-netd; --baseline-jar PATH adds a third side, that build measured in the
 same runs (e.g. the jar before a change: ratio_vs_baseline says whether the change cost speed).
 Every process started here is stopped and /var/run/dpdk/<prefix> removed, also on failure.
@@ -28,6 +33,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JAR = os.path.join(ROOT, "vmm-glue", "target", "virtio-netd.jar")
 TAP = "vndpps0"
+RINGS = ("split", "packed")
+RING_PACKED_BIT = 34  # VIRTIO_F_RING_PACKED, virtio 1.2 section 6
+IN_ORDER_BIT = 35  # VIRTIO_F_IN_ORDER
 
 
 def in_netns(netns, cmd):
@@ -42,7 +50,7 @@ def log(msg):
 class TestPmd:
     """An interactive dpdk-testpmd fed through stdin; output collected in a file."""
 
-    def __init__(self, prefix, lcores, vdev, mode, workdir, size, netns=None):
+    def __init__(self, prefix, lcores, vdev, mode, workdir, size, netns=None, eal=()):
         self.prefix = prefix
         self.out_path = os.path.join(workdir, prefix + ".log")
         self.out = open(self.out_path, "w+")
@@ -51,7 +59,7 @@ class TestPmd:
             vdevs += ["--vdev", v]
         # stdbuf: testpmd writes through stdio, fully buffered into a file otherwise.
         cmd = in_netns(netns, ["stdbuf", "-o0", "dpdk-testpmd", "--lcores", lcores, "--no-huge", "-m", "256",
-                               "--no-pci", "--file-prefix=" + prefix] + vdevs
+                               "--no-pci", "--file-prefix=" + prefix] + list(eal) + vdevs
                        + ["--", "-i", "--forward-mode=" + mode, "--nb-cores=1", "--total-num-mbufs=32768"])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
@@ -88,6 +96,14 @@ class TestPmd:
                 return int(m[0])
             time.sleep(0.05)
         raise RuntimeError("testpmd %s did not print %s" % (self.prefix, name))
+
+    def negotiated_features(self):
+        """The feature bits the virtio PMD kept (its init log at debug level: 'features after negotiate = HEX')."""
+        m = re.findall(r"features after negotiate = ([0-9a-fA-F]+)", self.text())
+        if not m:
+            raise RuntimeError("testpmd %s logged no 'features after negotiate' (pmd.net.virtio.init:debug)"
+                               % self.prefix)
+        return int(m[-1], 16)
 
     def stop(self):
         try:
@@ -158,7 +174,16 @@ class Netns:
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
 
 
-def run_case(direction, size, seconds, jar, workdir):
+def check_layout(features, ring, in_order, who):
+    """Raises unless the negotiated features are the ring layout and IN_ORDER that were asked for."""
+    packed = bool(features >> RING_PACKED_BIT & 1)
+    ordered = bool(features >> IN_ORDER_BIT & 1)
+    if packed != (ring == "packed") or ordered != in_order:
+        raise RuntimeError("%s negotiated features 0x%x: RING_PACKED %d, IN_ORDER %d; asked for a %s ring, in_order=%d"
+                           % (who, features, packed, ordered, ring, in_order))
+
+
+def run_case(direction, size, seconds, jar, workdir, ring="split", in_order=False):
     """Returns the rate in Mpps of one case: virtio-netd from jar, or the anchor if jar is None."""
     ours = jar is not None
     sock = os.path.join(workdir, "vhost.sock")
@@ -187,9 +212,14 @@ def run_case(direction, size, seconds, jar, workdir):
             if direction == "rx":
                 backend_pmd.send("set txpkts %d" % size)
             backend_pmd.send("start")
-        driver = TestPmd("vndbenchB", "0@1,1@0", "net_virtio_user0,path=%s,queues=1" % sock,
-                         "rxonly" if direction == "rx" else "txonly", workdir, size)
+        # in_order is given both ways: virtio_user asks for IN_ORDER unless told in_order=0.
+        driver = TestPmd("vndbenchB", "0@1,1@0", "net_virtio_user0,path=%s,queues=1,packed_vq=%d,in_order=%d"
+                         % (sock, ring == "packed", in_order),
+                         "rxonly" if direction == "rx" else "txonly", workdir, size,
+                         eal=["--log-level=pmd.net.virtio.init:debug"])
         driver.wait_for(r"testpmd>", 60, "prompt")
+        side = "virtio-netd " + jar if ours else "dpdk net_vhost"
+        check_layout(driver.negotiated_features(), ring, in_order, side)
         if direction != "rx":
             driver.send("set txpkts %d" % size)
         driver.send("start")
@@ -212,56 +242,107 @@ def run_case(direction, size, seconds, jar, workdir):
                 p.stop()
 
 
-def main():
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def fmt(x):
+    return "%.2f" % x if x is not None else "n/a"
+
+
+def parse_args():
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64,1500")
     ap.add_argument("--directions", default="tx,rx,tap")
+    ap.add_argument("--ring", default="split", help="split, packed or split,packed (both in every run)")
+    ap.add_argument("--in-order", action="store_true", help="negotiate VIRTIO_F_IN_ORDER (both sides)")
     ap.add_argument("--time", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--jar", default=JAR)
     ap.add_argument("--baseline-jar")
     a = ap.parse_args()
+    a.rings = a.ring.split(",")
+    for r in a.rings:
+        if r not in RINGS:
+            ap.error("--ring wants split, packed or split,packed, got '%s'" % a.ring)
+    if len(set(a.rings)) != len(a.rings):
+        ap.error("--ring names a layout twice: '%s'" % a.ring)
+    if a.time <= 0:
+        ap.error("--time wants seconds > 0, got %s" % a.time)
+    if a.runs < 1:
+        ap.error("--runs wants a whole number >= 1, got %d" % a.runs)
+    return a
+
+
+def main():
+    a = parse_args()
     jars = {"virtio_netd": a.jar}
     if a.baseline_jar:
         jars["baseline"] = a.baseline_jar
     for j in jars.values():
         if not os.path.exists(j):
             sys.exit("no %s: build it first (scripts/virtio-netd with VND_BUILD_ONLY=1)" % j)
+    sides = ["dpdk_vhost"] + list(jars)
+    # Other processes on the cores skew every figure, ratios too: say how busy the machine was.
+    load_before = float(open("/proc/loadavg").read().split()[0])
+    if load_before > 0.5:
+        log("1-minute load average %.2f before the run: the figures will be noisy" % load_before)
     workdir = tempfile.mkdtemp(prefix="vnd-bench-pps.")
     results = {}
+    packed_vs_split = {}
     try:
         for direction in a.directions.split(","):
             for size in [int(s) for s in a.sizes.split(",")]:
-                rates = {"virtio_netd": [], "dpdk_vhost": [], "baseline": []}
+                rates = {ring: {who: [] for who in sides} for ring in a.rings}
                 for run in range(a.runs):
-                    for who in ["dpdk_vhost"] + list(jars):
-                        r = run_case(direction, size, a.time, jars.get(who), workdir)
-                        rates[who].append(r)
-                        log("%s %dB run %d/%d %-12s %.2f Mpps" % (direction, size, run + 1, a.runs, who, r))
-                ours = statistics.median(rates["virtio_netd"])
-                anchor = statistics.median(rates["dpdk_vhost"])
-                key = "%s_%d" % (direction, size)
-                results[key] = {"virtio_netd_mpps": round(ours, 3), "dpdk_vhost_mpps": round(anchor, 3),
-                                "ratio": round(ours / anchor, 3) if anchor > 0 else None,
-                                "runs_virtio_netd": [round(x, 3) for x in rates["virtio_netd"]],
-                                "runs_dpdk_vhost": [round(x, 3) for x in rates["dpdk_vhost"]]}
-                line = ("%-8s virtio-netd %6.2f Mpps   dpdk net_vhost %6.2f Mpps   ratio %.2f"
-                        % (key, ours, anchor, ours / anchor if anchor else float("nan")))
-                if rates["baseline"]:
-                    base = statistics.median(rates["baseline"])
-                    results[key].update({"baseline_mpps": round(base, 3),
-                                         "baseline_ratio": round(base / anchor, 3) if anchor > 0 else None,
-                                         "ratio_vs_baseline": round(ours / base, 3) if base > 0 else None,
-                                         "runs_baseline": [round(x, 3) for x in rates["baseline"]]})
-                    line += "   baseline %6.2f Mpps (ratio %.2f)   new/baseline %.2f" % (
-                        base, base / anchor if anchor else float("nan"), ours / base if base else float("nan"))
-                print(line + "   (medians of %d)" % a.runs, flush=True)
+                    # The layouts alternate inside each run so that packed/split compares runs of the same moment.
+                    for ring in a.rings:
+                        for who in sides:
+                            r = run_case(direction, size, a.time, jars.get(who), workdir, ring, a.in_order)
+                            rates[ring][who].append(r)
+                            log("%s %dB %s run %d/%d %-12s %.2f Mpps"
+                                % (direction, size, ring, run + 1, a.runs, who, r))
+                case = "%s_%d" % (direction, size)
+                for ring in a.rings:
+                    ours = median(rates[ring]["virtio_netd"])
+                    anchor = median(rates[ring]["dpdk_vhost"])
+                    key = "%s_%s" % (case, ring)
+                    results[key] = {"ring": ring, "in_order": a.in_order,
+                                    "virtio_netd_mpps": round(ours, 3), "dpdk_vhost_mpps": round(anchor, 3),
+                                    "ratio": ratio(ours, anchor),
+                                    "runs_virtio_netd": [round(x, 3) for x in rates[ring]["virtio_netd"]],
+                                    "runs_dpdk_vhost": [round(x, 3) for x in rates[ring]["dpdk_vhost"]]}
+                    line = ("%-15s virtio-netd %6.2f Mpps   dpdk net_vhost %6.2f Mpps   ratio %s"
+                            % (key, ours, anchor, fmt(ratio(ours, anchor))))
+                    if "baseline" in jars:
+                        base = median(rates[ring]["baseline"])
+                        results[key].update({"baseline_mpps": round(base, 3),
+                                             "baseline_ratio": ratio(base, anchor),
+                                             "ratio_vs_baseline": ratio(ours, base),
+                                             "runs_baseline": [round(x, 3) for x in rates[ring]["baseline"]]})
+                        line += "   baseline %6.2f Mpps (ratio %s)   new/baseline %s" % (
+                            base, fmt(ratio(base, anchor)), fmt(ratio(ours, base)))
+                    print(line + "   (medians of %d)" % a.runs, flush=True)
+                if len(a.rings) == 2:
+                    packed_vs_split[case] = {who: ratio(median(rates["packed"][who]), median(rates["split"][who]))
+                                             for who in sides}
+                    print("%-15s packed/split: %s" % (case, "   ".join(
+                        "%s %s" % (who.replace("_", "-"), fmt(packed_vs_split[case][who])) for who in sides)),
+                        flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if a.json:
-        print(json.dumps({"pps": results, "seconds": a.time, "runs": a.runs}))
+        out = {"pps": results, "rings": a.rings, "in_order": a.in_order, "seconds": a.time, "runs": a.runs,
+               "load_before": load_before}
+        if packed_vs_split:
+            out["packed_vs_split"] = packed_vs_split
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":
