@@ -10,7 +10,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -27,7 +26,7 @@ import java.util.TreeMap;
  * <p>Little-endian absolute access on {@link GuestMemory#slice} buffers only; nothing of the device is used.
  * One thread drives a queue; the device reads concurrently.
  */
-public final class SplitQueueDriver {
+public final class SplitQueueDriver implements QueueDriver {
     public static final int VIRTQ_DESC_F_NEXT = 1;
     public static final int VIRTQ_DESC_F_WRITE = 2;
     public static final int VIRTQ_DESC_F_INDIRECT = 4;
@@ -131,6 +130,21 @@ public final class SplitQueueDriver {
         return layout.usedRing();
     }
 
+    @Override
+    public long descAddress() {
+        return layout.descTable();
+    }
+
+    @Override
+    public long driverAreaAddress() {
+        return layout.availRing();
+    }
+
+    @Override
+    public long deviceAreaAddress() {
+        return layout.usedRing();
+    }
+
     public GuestMemory memory() {
         return memory;
     }
@@ -196,17 +210,7 @@ public final class SplitQueueDriver {
     public Chain placeChain(List<Buffer> direct, List<Buffer> indirect) {
         List<Buffer> all = new ArrayList<>(direct);
         all.addAll(indirect);
-        if (all.isEmpty()) {
-            throw new IllegalArgumentException("queue " + name + ": a chain needs at least one buffer element");
-        }
-        boolean seenWritable = false;
-        for (Buffer b : all) {
-            if (seenWritable && !b.writable()) {
-                throw new IllegalArgumentException("queue " + name + ": readable element after a writable one in "
-                        + all + " (2.7.4.2 forbids it; use HostileChains.writableBeforeReadable)");
-            }
-            seenWritable |= b.writable();
-        }
+        QueueDriver.requireReadableFirst(name, all);
         int slotsNeeded = direct.size() + (indirect.isEmpty() ? 0 : 1);
         requireSlots(slotsNeeded);
         List<Placed> placed = new ArrayList<>();
@@ -314,6 +318,29 @@ public final class SplitQueueDriver {
         return (short) LE16.getAcquire(used, 0) & 0xffff;
     }
 
+    @Override
+    public void suppressUsedNotifications(boolean suppress) {
+        setNoInterrupt(suppress);
+    }
+
+    /** virtqueue_enable_cb with EVENT_IDX: used_event at the entry this driver reads next. */
+    @Override
+    public void armUsedNotification() {
+        if (eventIdx) {
+            setUsedEvent(lastSeenUsed);
+        }
+    }
+
+    @Override
+    public void notifyOnlyAfter(int entries) {
+        setUsedEvent((lastSeenUsed + entries) & 0xffff);
+    }
+
+    @Override
+    public boolean hasUsed() {
+        return usedPending() != 0;
+    }
+
     /**
      * Whether the device was required to send a used buffer notification when the used idx moved from
      * {@code oldUsedIdx} to {@code newUsedIdx}, given what this driver wrote: with EVENT_IDX, vring_need_event
@@ -390,16 +417,9 @@ public final class SplitQueueDriver {
         return out;
     }
 
-    /** Frees the buffers and indirect table the driver allocated for a chain the device returned. */
+    @Override
     public void releaseBuffers(Chain chain) {
-        for (Placed p : chain.elements()) {
-            if (p.allocated()) {
-                allocator.free(p.address());
-            }
-        }
-        if (chain.indirectTable() >= 0) {
-            allocator.free(chain.indirectTable());
-        }
+        Placement.release(allocator, chain);
     }
 
     /** A one-paragraph picture of the queue for failure messages. */
@@ -482,38 +502,11 @@ public final class SplitQueueDriver {
     }
 
     Placed place(Buffer b) {
-        long addr;
-        boolean allocated;
-        int room = Math.max(1, b.length());
-        if (b.fixedAddress() >= 0) {
-            addr = b.fixedAddress();
-            allocated = false;
-        } else if (b.acrossRegions()) {
-            addr = allocator.allocateAcrossBoundary(room);
-            allocated = true;
-        } else {
-            addr = allocator.allocate(room);
-            allocated = true;
-        }
-        if (b.writable()) {
-            if (memory.contains(addr, b.length())) {
-                byte[] fill = new byte[b.length()];
-                Arrays.fill(fill, WRITABLE_FILL);
-                write(addr, fill);
-            }
-        } else if (memory.contains(addr, b.length())) {
-            write(addr, b.rawData());
-        }
-        return new Placed(addr, b.length(), b.writable(), allocated);
+        return Placement.place(allocator, b, name);
     }
 
     private void write(long gpa, byte[] data) {
-        try {
-            memory.write(gpa, data, 0, data.length);
-        } catch (GuestMemoryException e) {
-            throw new IllegalStateException("queue " + name + ": cannot write " + data.length + " bytes at 0x"
-                    + Long.toHexString(gpa) + ": " + e.getMessage(), e);
-        }
+        Placement.write(memory, gpa, data, name);
     }
 
     private static void zero(ByteBuffer b) {
