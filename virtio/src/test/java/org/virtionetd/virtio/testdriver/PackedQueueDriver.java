@@ -413,7 +413,7 @@ public final class PackedQueueDriver implements QueueDriver {
                         + Integer.toUnsignedString(rawLen) + " but the chain has only " + c.writableLength()
                         + " device-writable bytes: " + c);
             }
-            List<Chain> batch = returnedBy(c, position);
+            List<Chain> batch = returnedBy(c);
             int skip = 0;
             for (Chain b : batch) {
                 outstanding.remove(b.head());
@@ -440,19 +440,12 @@ public final class PackedQueueDriver implements QueueDriver {
 
     /**
      * The chains a used descriptor for {@code c} returns: {@code c} alone, or with IN_ORDER every chain made
-     * available up to it (2.8.9), whose first must start where the used descriptor was written.
+     * available up to it (2.8.9: the device skips the whole batch; the driver finds its size by the ID).
      */
-    private List<Chain> returnedBy(Chain c, int position) {
+    private List<Chain> returnedBy(Chain c) {
         if (!inOrder) {
             availOrder.remove(c);
             return List.of(c);
-        }
-        Chain first = availOrder.peekFirst();
-        if (first.slots().get(0) != nextUsed) {
-            throw new AssertionError("queue " + name + ": IN_ORDER used descriptor for ID " + c.head() + " at "
-                    + describe(position) + ", but the oldest outstanding buffer (ID " + first.head() + ") starts at slot "
-                    + first.slots().get(0) + " (2.8.9: buffers are used in the order they were made available); "
-                    + describe());
         }
         List<Chain> batch = new ArrayList<>();
         while (true) {
