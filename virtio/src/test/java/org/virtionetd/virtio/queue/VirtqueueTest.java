@@ -70,7 +70,9 @@ class VirtqueueTest {
             p.setInOrder(format.inOrder());
             driver = p;
         } else {
-            driver = SplitQueueDriver.modern(allocator, SIZE, "q");
+            SplitQueueDriver s = SplitQueueDriver.modern(allocator, SIZE, "q");
+            s.setInOrder(format.inOrder());
+            driver = s;
         }
         driver.setEventIdx(eventIdx);
         queue.configure(SIZE, driver.descAddress(), driver.driverAreaAddress(), driver.deviceAreaAddress());

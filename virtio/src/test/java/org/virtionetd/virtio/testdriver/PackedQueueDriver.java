@@ -51,8 +51,8 @@ public final class PackedQueueDriver implements QueueDriver {
     private final long driverEventAddress;
     private final long deviceEventAddress;
     private final ByteBuffer desc;
-    private final ByteBuffer driverEvent;
-    private final ByteBuffer deviceEvent;
+    private final EventSuppression driverEvent;
+    private final EventSuppression deviceEvent;
     private final ArrayDeque<Integer> freeIds = new ArrayDeque<>();
     private final Map<Integer, Chain> outstanding = new TreeMap<>();
     /** Outstanding chains in the order they were made available (IN_ORDER: the order they come back). */
@@ -82,16 +82,20 @@ public final class PackedQueueDriver implements QueueDriver {
         this.descAddress = desc;
         this.driverEventAddress = driver;
         this.deviceEventAddress = device;
+        ByteBuffer driverArea;
+        ByteBuffer deviceArea;
         try {
             this.desc = memory.slice(desc, 16 * size);
-            this.driverEvent = memory.slice(driver, 4);
-            this.deviceEvent = memory.slice(device, 4);
+            driverArea = memory.slice(driver, 4);
+            deviceArea = memory.slice(device, 4);
         } catch (GuestMemoryException e) {
             throw new IllegalArgumentException("queue " + name + ": packed rings at 0x" + Long.toHexString(desc)
                     + " are not inside guest memory: " + e.getMessage(), e);
         }
+        this.driverEvent = new EventSuppression(driverArea);
+        this.deviceEvent = new EventSuppression(deviceArea);
         // 2.8.21.1: a fresh ring is zero: no descriptor is available for wrap counter 1.
-        for (ByteBuffer b : List.of(this.desc, driverEvent, deviceEvent)) {
+        for (ByteBuffer b : List.of(this.desc, driverArea, deviceArea)) {
             for (int i = 0; i < b.capacity(); i++) {
                 b.put(i, (byte) 0);
             }
@@ -128,19 +132,58 @@ public final class PackedQueueDriver implements QueueDriver {
 
     // ---- accessors ----
 
-    @Override public String name() { return name; }
-    @Override public int size() { return size; }
-    @Override public GuestMemory memory() { return memory; }
-    @Override public GuestAllocator allocator() { return allocator; }
-    @Override public long descAddress() { return descAddress; }
-    @Override public long driverAreaAddress() { return driverEventAddress; }
-    @Override public long deviceAreaAddress() { return deviceEventAddress; }
-    @Override public void setEventIdx(boolean negotiated) { eventIdx = negotiated; }
-    @Override public boolean eventIdx() { return eventIdx; }
-    @Override public void setKick(EventFd k) { kick = k; }
-    @Override public long notificationsSent() { return notifications; }
-    @Override public long notificationsSuppressed() { return suppressedNotifications; }
-    @Override public int freeSlotCount() { return freeDescriptors; }
+    @Override
+    public String name() {
+        return name;
+    }
+    @Override
+    public int size() {
+        return size;
+    }
+    @Override
+    public GuestMemory memory() {
+        return memory;
+    }
+    @Override
+    public GuestAllocator allocator() {
+        return allocator;
+    }
+    @Override
+    public long descAddress() {
+        return descAddress;
+    }
+    @Override
+    public long driverAreaAddress() {
+        return driverEventAddress;
+    }
+    @Override
+    public long deviceAreaAddress() {
+        return deviceEventAddress;
+    }
+    @Override
+    public void setEventIdx(boolean negotiated) {
+        eventIdx = negotiated;
+    }
+    @Override
+    public boolean eventIdx() {
+        return eventIdx;
+    }
+    @Override
+    public void setKick(EventFd k) {
+        kick = k;
+    }
+    @Override
+    public long notificationsSent() {
+        return notifications;
+    }
+    @Override
+    public long notificationsSuppressed() {
+        return suppressedNotifications;
+    }
+    @Override
+    public int freeSlotCount() {
+        return freeDescriptors;
+    }
 
     /** Where the next chain goes: slot, avail wrap counter in bit 15. */
     public int nextAvail() {
@@ -302,39 +345,32 @@ public final class PackedQueueDriver implements QueueDriver {
                     + (flags == EVENT_FLAGS_DESC ? " (DESC) without EVENT_IDX negotiated" : " (reserved)")
                     + " (2.8.10); " + describe());
         }
-        int offWrap = deviceEventOffWrap();
-        int event = offWrap & (WRAP - 1);
-        if (((offWrap & WRAP) != 0) != availWrap) {
-            event -= size;
-        }
-        return nextAvail - added <= event && event < nextAvail;
+        return EventSuppression.passed(deviceEvent.offWrap(), size, nextAvail, availWrap, added);
     }
 
     // ---- event suppression (2.8.10) ----
 
     /** The device's flags: ENABLE, DISABLE or DESC, read with acquire. */
     public int deviceEventFlags() {
-        return (short) LE16.getAcquire(deviceEvent, 2) & 0xffff;
+        return deviceEvent.flags();
     }
 
     /** The device's desc field: the avail position it wants a kick at (with DESC). */
     public int deviceEventOffWrap() {
-        return (short) LE16.getAcquire(deviceEvent, 0) & 0xffff;
+        return deviceEvent.offWrap();
     }
 
     public int driverEventFlags() {
-        return (short) LE16.getAcquire(driverEvent, 2) & 0xffff;
+        return driverEvent.flags();
     }
 
     public int driverEventOffWrap() {
-        return (short) LE16.getAcquire(driverEvent, 0) & 0xffff;
+        return driverEvent.offWrap();
     }
 
     /** Writes the driver event suppression: desc (offset and wrap) first, then flags with release, then a fence. */
     public void writeDriverEvent(int flags, int offWrap) {
-        LE16.setRelease(driverEvent, 0, (short) offWrap);
-        LE16.setRelease(driverEvent, 2, (short) flags);
-        VarHandle.fullFence();
+        driverEvent.write(flags, offWrap);
     }
 
     @Override
@@ -521,8 +557,7 @@ public final class PackedQueueDriver implements QueueDriver {
                 .append(pendingHeads.isEmpty() ? "" : " (+" + pendingHeads.size() + " unpublished)")
                 .append(", next used ").append(describe(nextUsed()))
                 .append(", free descriptors ").append(freeDescriptors)
-                .append(", driver event ").append(driverEventFlags()).append('/').append(driverEventOffWrap())
-                .append(", device event ").append(deviceEventFlags()).append('/').append(deviceEventOffWrap())
+                .append(", driver event ").append(driverEvent).append(", device event ").append(deviceEvent)
                 .append(inOrder ? ", in order" : "")
                 .append(", outstanding IDs ").append(outstanding.keySet())
                 .append(", recent used ").append(recentUsed)

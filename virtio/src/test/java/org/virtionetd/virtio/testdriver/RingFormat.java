@@ -8,6 +8,8 @@ package org.virtionetd.virtio.testdriver;
 public enum RingFormat {
     /** 2.7, what Linux uses unless told otherwise. */
     SPLIT(false, false),
+    /** 2.7 with VIRTIO_F_IN_ORDER: one used element may return a batch, used idx moving by its size (2.7.9). */
+    SPLIT_IN_ORDER(false, true),
     /** 2.8: VIRTIO_F_RING_PACKED. */
     PACKED(true, false),
     /** 2.8 with VIRTIO_F_IN_ORDER: one used descriptor may return a batch (2.8.9). */

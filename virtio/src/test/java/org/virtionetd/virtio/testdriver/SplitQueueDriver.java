@@ -48,12 +48,15 @@ public final class SplitQueueDriver implements QueueDriver {
     private final ByteBuffer used;
     private final ArrayDeque<Integer> freeSlots = new ArrayDeque<>();
     private final Map<Integer, Chain> outstanding = new TreeMap<>();
+    /** Outstanding chains in the order they were made available (IN_ORDER: the order they come back). */
+    private final ArrayDeque<Chain> availOrder = new ArrayDeque<>();
     /** The last used elements read, for failure messages. */
     private final ArrayDeque<UsedElement> recentUsed = new ArrayDeque<>();
     private int availIdx;
     private int pending;
     private int lastSeenUsed;
     private boolean eventIdx;
+    private boolean inOrder;
     private EventFd kick;
     private long notifications;
     private long suppressedNotifications;
@@ -160,6 +163,11 @@ public final class SplitQueueDriver implements QueueDriver {
 
     public boolean eventIdx() {
         return eventIdx;
+    }
+
+    /** Whether VIRTIO_F_IN_ORDER was negotiated: one used element may then return a whole batch (2.7.9). */
+    public void setInOrder(boolean negotiated) {
+        inOrder = negotiated;
     }
 
     /** Where {@link #publish()} sends available buffer notifications; null: the device polls. */
@@ -389,12 +397,12 @@ public final class SplitQueueDriver implements QueueDriver {
                     + "; " + describe());
         }
         List<UsedElement> out = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; ) {
             int ringIndex = (lastSeenUsed + i) & 0xffff;
             int slot = ringIndex % size;
             int id = used.getInt(4 + 8 * slot);
             int len = used.getInt(8 + 8 * slot);
-            Chain c = outstanding.remove(id);
+            Chain c = outstanding.get(id);
             if (c == null) {
                 throw new AssertionError("queue " + name + ": used ring entry " + ringIndex + " has id " + id
                         + " (len " + Integer.toUnsignedString(len) + ") which is not an outstanding head; "
@@ -405,16 +413,45 @@ public final class SplitQueueDriver implements QueueDriver {
                         + " says len " + Integer.toUnsignedString(len) + " but the chain has only "
                         + c.writableLength() + " device-writable bytes: " + c);
             }
-            freeSlots.addAll(c.slots());
-            UsedElement e = new UsedElement(ringIndex, id, len, c);
-            out.add(e);
-            recentUsed.addLast(e);
-            if (recentUsed.size() > 8) {
-                recentUsed.removeFirst();
+            List<Chain> batch = returnedBy(c);
+            if (i + batch.size() > n) {
+                throw new AssertionError("queue " + name + ": IN_ORDER used ring entry " + ringIndex + " for head " + id
+                        + " returns " + batch.size() + " buffers, but used idx " + idx + " moved only " + (n - i)
+                        + " past it (2.7.9: used idx moves by the batch); " + describe());
             }
+            for (Chain b : batch) {
+                outstanding.remove(b.head());
+                freeSlots.addAll(b.slots());
+                UsedElement e = new UsedElement(ringIndex, b.head(), b == c ? len : 0, b);
+                out.add(e);
+                recentUsed.addLast(e);
+                if (recentUsed.size() > 8) {
+                    recentUsed.removeFirst();
+                }
+            }
+            i += batch.size();
         }
         lastSeenUsed = idx;
         return out;
+    }
+
+    /**
+     * The chains a used element for {@code c} returns: {@code c} alone, or with IN_ORDER every chain made
+     * available up to it (2.7.9: one used element for a batch, used idx moved by the batch's size).
+     */
+    private List<Chain> returnedBy(Chain c) {
+        if (!inOrder) {
+            availOrder.remove(c);
+            return List.of(c);
+        }
+        List<Chain> batch = new ArrayList<>();
+        while (true) {
+            Chain b = availOrder.removeFirst();
+            batch.add(b);
+            if (b == c) {
+                return batch;
+            }
+        }
     }
 
     @Override
@@ -492,6 +529,7 @@ public final class SplitQueueDriver implements QueueDriver {
 
     void placeHead(Chain c) {
         outstanding.put(c.head(), c);
+        availOrder.addLast(c);
         placeRaw(c.head());
     }
 

@@ -122,7 +122,7 @@ public final class VirtioNetDriver implements AutoCloseable {
             return v ? with(VirtioFeature.RING_PACKED) : without(VirtioFeature.RING_PACKED);
         }
 
-        /** Asks for VIRTIO_F_IN_ORDER: buffers come back in the order they were made available (2.8.9). */
+        /** Asks for VIRTIO_F_IN_ORDER: buffers come back in the order they were made available (2.7.9, 2.8.9). */
         public Options inOrder(boolean v) {
             return v ? with(VirtioFeature.IN_ORDER) : without(VirtioFeature.IN_ORDER);
         }
@@ -362,7 +362,7 @@ public final class VirtioNetDriver implements AutoCloseable {
         }
     }
 
-    /** The queue of the negotiated format: packed with RING_PACKED (IN_ORDER read there), else split. */
+    /** The queue of the negotiated format: packed with RING_PACKED, else split; either reads IN_ORDER batches. */
     private QueueDriver newQueue(String name, boolean legacyLayout) {
         boolean inOrder = VirtioFeature.has(negotiated, VirtioFeature.IN_ORDER);
         if (VirtioFeature.has(negotiated, VirtioFeature.RING_PACKED)) {
@@ -370,12 +370,10 @@ public final class VirtioNetDriver implements AutoCloseable {
             q.setInOrder(inOrder);
             return q;
         }
-        if (inOrder) {
-            throw new IllegalStateException("queue " + name + ": IN_ORDER with the split format is not read by this"
-                    + " driver (ask for it with packed(true))");
-        }
-        return legacyLayout ? SplitQueueDriver.legacy(allocator, options.queueSize, name)
+        SplitQueueDriver q = legacyLayout ? SplitQueueDriver.legacy(allocator, options.queueSize, name)
                 : SplitQueueDriver.modern(allocator, options.queueSize, name);
+        q.setInOrder(inOrder);
+        return q;
     }
 
     /**
