@@ -1,9 +1,11 @@
 package org.virtionetd.virtio.net;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.testdriver.InMemoryBackend;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
 
@@ -98,10 +100,11 @@ class BackendLossTest {
         }
     }
 
-    @Test
-    void lostBackendTakesTheLinkDownWithoutSpinningAndComesBack() throws Exception {
+    @ParameterizedTest
+    @EnumSource(value = RingFormat.class, mode = EnumSource.Mode.EXCLUDE, names = "SPLIT_IN_ORDER")
+    void lostBackendTakesTheLinkDownWithoutSpinningAndComesBack(RingFormat format) throws Exception {
         LosableBackend backend = new LosableBackend(new InMemoryBackend("mem0", VirtioNetFeature.OFFLOADS));
-        try (NetFixture f = NetFixture.builder().backend(p -> backend).build()) {
+        try (NetFixture f = NetFixture.builder().backend(p -> backend).options(format.options()).build()) {
             VirtioNetDevice device = f.device;
             VirtioNetDriver driver = f.driver;
             AtomicInteger configChanges = new AtomicInteger();

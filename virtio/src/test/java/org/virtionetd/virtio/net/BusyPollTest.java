@@ -1,9 +1,11 @@
 package org.virtionetd.virtio.net;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
 
@@ -21,8 +23,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 class BusyPollTest {
     private static final int BACKLOG = QueuePairLoop.BUSY_ROUND_PACKETS + 8;
 
-    private static NetFixture fixture(int busyPollMicros) throws Exception {
-        return NetFixture.started(0, new VirtioNetDriver.Options(), b -> b.busyPollMicros(busyPollMicros));
+    private static NetFixture fixture(RingFormat format, int busyPollMicros) throws Exception {
+        return NetFixture.started(0, format.options(), b -> b.busyPollMicros(busyPollMicros));
     }
 
     /**
@@ -42,9 +44,10 @@ class BusyPollTest {
         }
     }
 
-    @Test
-    void afterABacklogChainsPublishedWithoutAKickAreStillTransmitted() throws Exception {
-        try (NetFixture f = fixture(NetDeviceConfig.MAX_BUSY_POLL_MICROS)) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void afterABacklogChainsPublishedWithoutAKickAreStillTransmitted(RingFormat format) throws Exception {
+        try (NetFixture f = fixture(format, NetDeviceConfig.MAX_BUSY_POLL_MICROS)) {
             backlogThenOneKick(f);
             // Each chain comes well inside the window of the one before, so polling goes on from chain to chain.
             for (int i = 0; i < 20; i++) {
@@ -55,9 +58,10 @@ class BusyPollTest {
         }
     }
 
-    @Test
-    void withoutPollingAChainPublishedWithoutAKickWaitsForOne() throws Exception {
-        try (NetFixture f = fixture(0)) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void withoutPollingAChainPublishedWithoutAKickWaitsForOne(RingFormat format) throws Exception {
+        try (NetFixture f = fixture(format, 0)) {
             backlogThenOneKick(f);
             Chain late = f.driver.transmit(0, NetHeaderFields.none(), VirtioNetDeviceTest.frame(new byte[6], 60, 7));
             Await.during(Duration.ofMillis(300), () -> f.backend().sent().size() == BACKLOG,
@@ -68,9 +72,10 @@ class BusyPollTest {
         }
     }
 
-    @Test
-    void pollingStopsWhenTrafficStopsAndKicksWakeTheDeviceAgain() throws Exception {
-        try (NetFixture f = fixture(2000)) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void pollingStopsWhenTrafficStopsAndKicksWakeTheDeviceAgain(RingFormat format) throws Exception {
+        try (NetFixture f = fixture(format, 2000)) {
             backlogThenOneKick(f);
             // Not a wait for a condition: the 2 ms window must run out, and nothing outside shows that it did.
             Thread.sleep(100);

@@ -1,8 +1,10 @@
 package org.virtionetd.virtio.net;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.testdriver.Await;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
@@ -18,9 +20,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 class ControlQueueNotificationTest {
     private static final long CAPABILITIES = 0;
 
-    @Test
-    void aControlCommandIsNotifiedOrCountedAsSuppressedAsTheDriverAsked() throws Exception {
-        try (NetFixture f = NetFixture.started(CAPABILITIES, new VirtioNetDriver.Options().without(VirtioFeature.RING_EVENT_IDX))) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void aControlCommandIsNotifiedOrCountedAsSuppressedAsTheDriverAsked(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(CAPABILITIES, format.options().without(VirtioFeature.RING_EVENT_IDX))) {
             NetCounters c = f.counters();
             long notified = c.notifications.sum();
             assertThat(f.driver.announceAck()).isEqualTo(VirtioNetCtrl.OK);
@@ -28,7 +31,7 @@ class ControlQueueNotificationTest {
                     "one notification for the command", () -> "notifications " + c.notifications.sum()
                             + ", was " + notified);
 
-            f.driver.controlQueue().setNoInterrupt(true);
+            f.driver.controlQueue().suppressUsedNotifications(true);
             long suppressed = c.notificationsSuppressed.sum();
             assertThat(f.driver.announceAck()).isEqualTo(VirtioNetCtrl.OK);
             Await.until(Duration.ofSeconds(10), () -> c.notificationsSuppressed.sum() == suppressed + 1,

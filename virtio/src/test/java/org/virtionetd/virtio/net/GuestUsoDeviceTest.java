@@ -1,7 +1,9 @@
 package org.virtionetd.virtio.net;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
 
@@ -43,11 +45,11 @@ class GuestUsoDeviceTest {
     }
 
     /** The driver accepted {@code accepted} but not {@code refused}; a USO frame of each IP version arrives. */
-    private static void onlyTheAcceptedVersionArrives(int refused, int refusedEtherType, int acceptedEtherType,
+    private static void onlyTheAcceptedVersionArrives(RingFormat format, int refused, int refusedEtherType, int acceptedEtherType,
                                                       boolean tagged) throws Exception {
         // Without CTRL_VLAN the device filters no VLAN (5.1.6.5.3), so the tagged frame is not filtered.
-        VirtioNetDriver.Options o = tagged ? new VirtioNetDriver.Options().without(refused, VirtioNetFeature.CTRL_VLAN)
-                : new VirtioNetDriver.Options().without(refused);
+        VirtioNetDriver.Options o = tagged ? format.options().without(refused, VirtioNetFeature.CTRL_VLAN)
+                : format.options().without(refused);
         try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, o)) {
             assertThat(VirtioNetFeature.has(f.device.guestOffloads(), refused)).isFalse();
             Map<String, Long> before = f.snapshot();
@@ -62,19 +64,22 @@ class GuestUsoDeviceTest {
         }
     }
 
-    @Test
-    void anIpv6UsoFrameDoesNotReachADriverThatAcceptedOnlyUso4() throws Exception {
-        onlyTheAcceptedVersionArrives(GUEST_USO6, ETH_P_IPV6, ETH_P_IP, false);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void anIpv6UsoFrameDoesNotReachADriverThatAcceptedOnlyUso4(RingFormat format) throws Exception {
+        onlyTheAcceptedVersionArrives(format, GUEST_USO6, ETH_P_IPV6, ETH_P_IP, false);
     }
 
-    @Test
-    void anIpv4UsoFrameDoesNotReachADriverThatAcceptedOnlyUso6() throws Exception {
-        onlyTheAcceptedVersionArrives(GUEST_USO4, ETH_P_IP, ETH_P_IPV6, false);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void anIpv4UsoFrameDoesNotReachADriverThatAcceptedOnlyUso6(RingFormat format) throws Exception {
+        onlyTheAcceptedVersionArrives(format, GUEST_USO4, ETH_P_IP, ETH_P_IPV6, false);
     }
 
-    @Test
-    void theIpVersionIsReadBehindAVlanTag() throws Exception {
-        onlyTheAcceptedVersionArrives(GUEST_USO6, ETH_P_IPV6, ETH_P_IP, true);
-        onlyTheAcceptedVersionArrives(GUEST_USO4, ETH_P_IP, ETH_P_IPV6, true);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void theIpVersionIsReadBehindAVlanTag(RingFormat format) throws Exception {
+        onlyTheAcceptedVersionArrives(format, GUEST_USO6, ETH_P_IPV6, ETH_P_IP, true);
+        onlyTheAcceptedVersionArrives(format, GUEST_USO4, ETH_P_IP, ETH_P_IPV6, true);
     }
 }

@@ -1,15 +1,18 @@
 package org.virtionetd.virtio.net;
 
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
-import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.device.DeviceStatus;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.HostileChains;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
-import org.virtionetd.virtio.testdriver.SplitQueueDriver;
+import org.virtionetd.virtio.testdriver.PackedHostileChains;
+import org.virtionetd.virtio.testdriver.QueueDriver;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.UsedElement;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
@@ -30,30 +33,49 @@ import static org.virtionetd.virtio.net.CounterDelta.assertChanged;
  * packet afterwards goes through, or a reset brings the device back).
  */
 class HostileGuestTest {
-    static Stream<Arguments> malformedTxChains() {
-        List<Arguments> cases = new ArrayList<>();
-        cases.add(Arguments.of("descriptor loop", (Function<HostileChains, Chain>) h -> h.descriptorLoop(3)));
-        cases.add(Arguments.of("chain longer than the queue", (Function<HostileChains, Chain>) HostileChains::chainLongerThanQueue));
-        cases.add(Arguments.of("indirect inside indirect", (Function<HostileChains, Chain>) HostileChains::nestedIndirect));
-        cases.add(Arguments.of("indirect table length 24", (Function<HostileChains, Chain>) h -> h.indirectTableLength(24)));
-        cases.add(Arguments.of("indirect table length 0", (Function<HostileChains, Chain>) h -> h.indirectTableLength(0)));
-        cases.add(Arguments.of("INDIRECT with NEXT", (Function<HostileChains, Chain>) HostileChains::indirectWithNext));
-        cases.add(Arguments.of("address outside memory", (Function<HostileChains, Chain>) h -> h.addressOutsideMemory(false)));
-        cases.add(Arguments.of("address wrapping 2^64", (Function<HostileChains, Chain>) h -> h.addressWrapping(false)));
-        cases.add(Arguments.of("length 0xffffffff", (Function<HostileChains, Chain>) h -> h.hugeLength(false)));
-        cases.add(Arguments.of("next out of range", (Function<HostileChains, Chain>) HostileChains::nextOutOfRange));
-        cases.add(Arguments.of("indirect table outside memory", (Function<HostileChains, Chain>) HostileChains::indirectTableOutsideMemory));
-        cases.add(Arguments.of("writable before readable", (Function<HostileChains, Chain>) HostileChains::writableBeforeReadable));
-        return cases.stream();
+    /** A malformed chain: how to build it on a split ring and, if the packed ring has the rule too, on a packed one. */
+    record Malformed(String name, Function<HostileChains, Chain> split, Function<PackedHostileChains, Chain> packed) {
     }
 
-    @ParameterizedTest(name = "{0}")
+    /** Each case on each ring format that has its rule: (format, name, builder on the queue). */
+    static Stream<Arguments> onEveryFormat(List<Malformed> cases) {
+        List<Arguments> out = new ArrayList<>();
+        for (RingFormat format : RingFormat.values()) {
+            for (Malformed m : cases) {
+                if (!format.packed()) {
+                    out.add(Arguments.of(format, m.name(), (Function<QueueDriver, Chain>) q -> m.split().apply(new HostileChains(q))));
+                } else if (m.packed() != null) {
+                    out.add(Arguments.of(format, m.name(), (Function<QueueDriver, Chain>) q -> m.packed().apply(new PackedHostileChains(q))));
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    static Stream<Arguments> malformedTxChains() {
+        List<Malformed> cases = new ArrayList<>();
+        cases.add(new Malformed("descriptor loop", h -> h.descriptorLoop(3), null));
+        cases.add(new Malformed("chain longer than the queue", HostileChains::chainLongerThanQueue, PackedHostileChains::chainLongerThanQueue));
+        cases.add(new Malformed("indirect inside indirect", HostileChains::nestedIndirect, PackedHostileChains::nestedIndirect));
+        cases.add(new Malformed("indirect table length 24", h -> h.indirectTableLength(24), h -> h.indirectTableLength(24)));
+        cases.add(new Malformed("indirect table length 0", h -> h.indirectTableLength(0), h -> h.indirectTableLength(0)));
+        cases.add(new Malformed("INDIRECT with NEXT", HostileChains::indirectWithNext, PackedHostileChains::indirectWithNext));
+        cases.add(new Malformed("address outside memory", h -> h.addressOutsideMemory(false), h -> h.addressOutsideMemory(false)));
+        cases.add(new Malformed("address wrapping 2^64", h -> h.addressWrapping(false), h -> h.addressWrapping(false)));
+        cases.add(new Malformed("length 0xffffffff", h -> h.hugeLength(false), h -> h.hugeLength(false)));
+        cases.add(new Malformed("next out of range", HostileChains::nextOutOfRange, null));
+        cases.add(new Malformed("indirect table outside memory", HostileChains::indirectTableOutsideMemory, PackedHostileChains::indirectTableOutsideMemory));
+        cases.add(new Malformed("writable before readable", HostileChains::writableBeforeReadable, PackedHostileChains::writableBeforeReadable));
+        return onEveryFormat(cases);
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
     @MethodSource("malformedTxChains")
-    void malformedTxChainIsReturnedEmptyAndTheDeviceGoesOn(String name, Function<HostileChains, Chain> build)
-            throws Exception {
-        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, new VirtioNetDriver.Options())) {
+    void malformedTxChainIsReturnedEmptyAndTheDeviceGoesOn(RingFormat format, String name,
+                                                           Function<QueueDriver, Chain> build) throws Exception {
+        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, format.options())) {
             Map<String, Long> before = f.snapshot();
-            Chain bad = build.apply(new HostileChains(f.driver.transmitQueue(0)));
+            Chain bad = build.apply(f.driver.transmitQueue(0));
             UsedElement used = f.driver.awaitTransmitted(0, bad);
             assertThat(used.len()).as("used len of the malformed chain").isZero();
             byte[] good = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.mac(9), 100, 1);
@@ -69,23 +91,22 @@ class HostileGuestTest {
     }
 
     static Stream<Arguments> malformedRxChains() {
-        return Stream.of(
-                Arguments.of("writable address outside memory", (Function<HostileChains, Chain>) h -> h.addressOutsideMemory(true)),
-                Arguments.of("writable address wrapping", (Function<HostileChains, Chain>) h -> h.addressWrapping(true)),
-                Arguments.of("writable length 0xffffffff", (Function<HostileChains, Chain>) h -> h.hugeLength(true)),
-                Arguments.of("readable buffer on the receive queue", (Function<HostileChains, Chain>) h -> h.addressOutsideMemory(false)),
-                Arguments.of("descriptor loop", (Function<HostileChains, Chain>) h -> h.descriptorLoop(4)));
+        return onEveryFormat(List.of(
+                new Malformed("writable address outside memory", h -> h.addressOutsideMemory(true), h -> h.addressOutsideMemory(true)),
+                new Malformed("writable address wrapping", h -> h.addressWrapping(true), h -> h.addressWrapping(true)),
+                new Malformed("writable length 0xffffffff", h -> h.hugeLength(true), h -> h.hugeLength(true)),
+                new Malformed("readable buffer on the receive queue", h -> h.addressOutsideMemory(false), h -> h.addressOutsideMemory(false)),
+                new Malformed("descriptor loop", h -> h.descriptorLoop(4), null)));
     }
 
-    @ParameterizedTest(name = "{0}")
+    @ParameterizedTest(name = "{0} {1}")
     @MethodSource("malformedRxChains")
-    void malformedRxChainIsReturnedEmptyAndTheFrameTakesTheNextBuffer(String name, Function<HostileChains, Chain> build)
-            throws Exception {
-        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS,
-                new VirtioNetDriver.Options().fillRxOnStart(false))) {
-            SplitQueueDriver rxq = f.driver.receiveQueue(0);
+    void malformedRxChainIsReturnedEmptyAndTheFrameTakesTheNextBuffer(RingFormat format, String name,
+                                                                      Function<QueueDriver, Chain> build) throws Exception {
+        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, format.options().fillRxOnStart(false))) {
+            QueueDriver rxq = f.driver.receiveQueue(0);
             Map<String, Long> before = f.snapshot();
-            Chain bad = build.apply(new HostileChains(rxq));
+            Chain bad = build.apply(rxq);
             byte[] in = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.DEVICE_MAC, 500, 2);
             f.backend().deliver(in);
             List<UsedElement> got = new ArrayList<>();
@@ -134,9 +155,10 @@ class HostileGuestTest {
         }
     }
 
-    @Test
-    void indirectChainsWork() throws Exception {
-        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, new VirtioNetDriver.Options().rxIndirect(true).queueSize(64)
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void indirectChainsWork(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, format.options().rxIndirect(true).queueSize(64)
                 .without(VirtioNetFeature.MRG_RXBUF))) {
             byte[] in = VirtioNetDeviceTest.frame(VirtioNetDeviceTest.DEVICE_MAC, 20_000, 5);
             f.backend().deliver(in);
@@ -144,9 +166,10 @@ class HostileGuestTest {
         }
     }
 
-    @Test
-    void indirectWithoutTheFeatureIsRefused() throws Exception {
-        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, new VirtioNetDriver.Options()
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void indirectWithoutTheFeatureIsRefused(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(VirtioNetFeature.OFFLOADS, format.options()
                 .without(org.virtionetd.virtio.device.VirtioFeature.RING_INDIRECT_DESC))) {
             Map<String, Long> before = f.snapshot();
             Chain c = f.driver.transmit(0, NetHeaderFields.none(),

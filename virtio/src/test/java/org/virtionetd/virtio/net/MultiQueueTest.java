@@ -3,9 +3,11 @@ package org.virtionetd.virtio.net;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
 import net.jqwik.api.constraints.IntRange;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
 import org.virtionetd.virtio.testsupport.NetFixture;
@@ -18,9 +20,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /** Several queue pairs (5.1.6.5.5) and a round-trip property over random frames and chain shapes. */
 class MultiQueueTest {
-    @Test
-    void pairsBeyondTheFirstReceiveOnlyAfterVqPairsSet() throws Exception {
-        NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, new VirtioNetDriver.Options());
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void pairsBeyondTheFirstReceiveOnlyAfterVqPairsSet(RingFormat format) throws Exception {
+        NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, format.options());
         try {
             f.driver.start();
             assertThat(f.device.offeredFeatures() & VirtioNetFeature.bits(VirtioNetFeature.MQ)).isNotZero();
@@ -53,9 +56,10 @@ class MultiQueueTest {
         }
     }
 
-    @Test
-    void aPairTheDriverDoesNotUseIsDisabledInItsBackend() throws Exception {
-        try (NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void aPairTheDriverDoesNotUseIsDisabledInItsBackend(RingFormat format) throws Exception {
+        try (NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, format.options())) {
             f.driver.start();
             // 5.1.6.5.5: the driver starts on pair 0 only; pair 1's backend (a multi-queue tap queue) must not be
             // handed flows nobody reads.
@@ -80,9 +84,10 @@ class MultiQueueTest {
     void framesSurviveTheRoundTripInEveryShape(@ForAll @IntRange(min = 14, max = 9000) int length,
                                               @ForAll @IntRange(min = 1, max = 8) int pieces,
                                               @ForAll boolean headerSeparate, @ForAll boolean indirect,
-                                              @ForAll boolean mergeable, @ForAll @IntRange(min = 0, max = 1000) int seed)
+                                              @ForAll boolean mergeable, @ForAll @IntRange(min = 0, max = 1000) int seed,
+                                              @ForAll RingFormat format)
             throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().seed(seed).queueSize(64);
+        VirtioNetDriver.Options o = format.options().seed(seed).queueSize(64);
         if (!mergeable) {
             o = o.without(VirtioNetFeature.MRG_RXBUF);
         }

@@ -1,12 +1,15 @@
 package org.virtionetd.virtio.net;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.virtionetd.virtio.device.DeviceStatus;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.InMemoryBackend;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
+import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.UsedElement;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
@@ -39,9 +42,10 @@ class VirtioNetDeviceTest {
         return new byte[] {0x52, 0x54, 0x00, 0x00, 0x00, (byte) last};
     }
 
-    @Test
-    void modernNegotiationOffersBackendOffloadsAndUsesTwelveByteHeaders() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void modernNegotiationOffersBackendOffloadsAndUsesTwelveByteHeaders(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             long offered = f.device.offeredFeatures();
             assertThat(offered & FeatureRules.BASE & ~bits(MQ)).isEqualTo(FeatureRules.BASE & ~bits(MQ));
             assertThat(offered & OFFLOADS).isEqualTo(OFFLOADS);
@@ -78,9 +82,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void transmittedFramesReachTheBackendWithTheirHeaderInEveryShape() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void transmittedFramesReachTheBackendWithTheirHeaderInEveryShape(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             VirtioNetDriver.TxShape[] shapes = {
                     VirtioNetDriver.TxShape.simple(),
                     VirtioNetDriver.TxShape.simple().headerSeparate(true),
@@ -105,9 +110,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void gsoFrameKeepsItsMetadataToTheBackend() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void gsoFrameKeepsItsMetadataToTheBackend(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             byte[] frame = frame(mac(9), 30_000, 3);
             f.driver.awaitTransmitted(0, f.driver.transmit(0,
                     NetHeaderFields.gso(NetHeaderFields.GSO_TCPV4, 1448, 66, 34, 16), frame));
@@ -119,10 +125,11 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void headersBreakingTheNegotiatedRulesAreDroppedAndCounted() throws Exception {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void headersBreakingTheNegotiatedRulesAreDroppedAndCounted(RingFormat format) throws Exception {
         // CSUM and HOST_TSO4 not negotiated: NEEDS_CSUM and GSO_TCPV4 are both invalid (5.1.6.2.1).
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().without(CSUM, HOST_TSO4, HOST_TSO6, HOST_ECN,
+        VirtioNetDriver.Options o = format.options().without(CSUM, HOST_TSO4, HOST_TSO6, HOST_ECN,
                 HOST_UFO, HOST_USO);
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             Map<String, Long> before = f.snapshot();
@@ -137,9 +144,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void gsoWithSizeZeroIsDropped() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void gsoWithSizeZeroIsDropped(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             Map<String, Long> before = f.snapshot();
             f.driver.awaitTransmitted(0, f.driver.transmit(0,
                     NetHeaderFields.gso(NetHeaderFields.GSO_TCPV4, 0, 66, 34, 16), frame(mac(9), 3000, 2)));
@@ -177,9 +185,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void mergeableBuffersCarryALargeFrameWithNumBuffers() throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().mergeableBufferSize(1536);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void mergeableBuffersCarryALargeFrameWithNumBuffers(RingFormat format) throws Exception {
+        VirtioNetDriver.Options o = format.options().mergeableBufferSize(1536);
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             assertThat(f.driver.rxMode()).isEqualTo(VirtioNetDriver.RxMode.MERGEABLE);
             byte[] big = frame(DEVICE_MAC, 60_000, 8);
@@ -192,9 +201,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void bigPacketChainsWithoutMergeableBuffers() throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().without(MRG_RXBUF);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void bigPacketChainsWithoutMergeableBuffers(RingFormat format) throws Exception {
+        VirtioNetDriver.Options o = format.options().without(MRG_RXBUF);
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             assertThat(f.driver.rxMode()).isEqualTo(VirtioNetDriver.RxMode.BIG);
             byte[] big = frame(DEVICE_MAC, 65_000, 9);
@@ -205,10 +215,11 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void smallBuffersDropTooBigFramesButKeepServing() throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().without(MRG_RXBUF)
-                .features(VirtioNetDriver.LINUX_FEATURES & ~GUEST_OFFLOADS & ~bits(MRG_RXBUF));
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void smallBuffersDropTooBigFramesButKeepServing(RingFormat format) throws Exception {
+        VirtioNetDriver.Options o = format.apply(new VirtioNetDriver.Options().without(MRG_RXBUF)
+                .features(VirtioNetDriver.LINUX_FEATURES & ~GUEST_OFFLOADS & ~bits(MRG_RXBUF)));
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             assertThat(f.driver.rxMode()).isEqualTo(VirtioNetDriver.RxMode.SMALL);
             Map<String, Long> before = f.snapshot();
@@ -220,9 +231,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void aFrameWaitsForBuffersInsteadOfBeingLost() throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().fillRxOnStart(false);
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void aFrameWaitsForBuffersInsteadOfBeingLost(RingFormat format) throws Exception {
+        VirtioNetDriver.Options o = format.options().fillRxOnStart(false);
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             byte[] a = frame(DEVICE_MAC, 3000, 12);
             byte[] b = frame(DEVICE_MAC, 100, 13);
@@ -241,9 +253,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void offloadsTheGuestDidNotAcceptNeverReachIt() throws Exception {
-        VirtioNetDriver.Options o = new VirtioNetDriver.Options().without(GUEST_CSUM, GUEST_TSO4, GUEST_TSO6,
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void offloadsTheGuestDidNotAcceptNeverReachIt(RingFormat format) throws Exception {
+        VirtioNetDriver.Options o = format.options().without(GUEST_CSUM, GUEST_TSO4, GUEST_TSO6,
                 GUEST_ECN, GUEST_UFO, GUEST_USO4, GUEST_USO6);
         try (NetFixture f = NetFixture.started(ALL_OFFLOADS, o)) {
             Map<String, Long> before = f.snapshot();
@@ -256,9 +269,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void rxFilterFollowsTheControlQueue() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void rxFilterFollowsTheControlQueue(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             // At reset the device is promiscuous: a frame for another MAC arrives.
             byte[] other = frame(mac(0x77), 100, 20);
             f.backend().deliver(other);
@@ -312,9 +326,10 @@ class VirtioNetDeviceTest {
                 n + " frames filtered", () -> f.snapshot().toString());
     }
 
-    @Test
-    void vlanTableFiltersTaggedFrames() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void vlanTableFiltersTaggedFrames(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             assertThat(f.driver.rxMode(VirtioNetCtrl.RX_PROMISC, false)).isEqualTo(VirtioNetCtrl.OK);
             byte[] tagged = frame(DEVICE_MAC, 100, 30);
             tagged[12] = (byte) 0x81;
@@ -337,9 +352,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void controlCommandsAnswerOkOrErrAsTheSpecSays() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void controlCommandsAnswerOkOrErrAsTheSpecSays(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             for (int mode = 0; mode <= 5; mode++) {
                 assertThat(f.driver.rxMode(mode, true)).as("RX mode %d", mode).isEqualTo(VirtioNetCtrl.OK);
                 assertThat(f.driver.rxMode(mode, false)).isEqualTo(VirtioNetCtrl.OK);
@@ -354,9 +370,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void guestOffloadsSetReprogramsTheBackendAndRefusesUnackedBits() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void guestOffloadsSetReprogramsTheBackendAndRefusesUnackedBits(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             assertThat(f.driver.guestOffloadsSet(bits(GUEST_CSUM))).isEqualTo(VirtioNetCtrl.OK);
             assertThat(f.backend().guestOffloadCalls()).last().isEqualTo(bits(GUEST_CSUM));
             assertThat(f.device.guestOffloads()).isEqualTo(bits(GUEST_CSUM));
@@ -387,31 +404,33 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void eventIdxAndNoInterruptSuppressNotifications() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options()
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void eventIdxAndNoInterruptSuppressNotifications(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options()
                 .without(org.virtionetd.virtio.device.VirtioFeature.RING_EVENT_IDX))) {
             var tx = f.driver.transmitQueue(0);
-            tx.setNoInterrupt(true);
+            tx.suppressUsedNotifications(true);
             long calls = f.driver.notifier(1).count();
             Map<String, Long> before = f.snapshot();
             f.driver.awaitTransmitted(0, f.driver.transmit(0, NetHeaderFields.none(), frame(mac(9), 100, 50)));
             assertThat(f.driver.notifier(1).count()).as("notifications with NO_INTERRUPT").isEqualTo(calls);
             assertThat(CounterDelta.delta(before, f.snapshot()).get("notifications_suppressed")).isPositive();
-            tx.setNoInterrupt(false);
+            tx.suppressUsedNotifications(false);
             f.driver.awaitTransmitted(0, f.driver.transmit(0, NetHeaderFields.none(), frame(mac(9), 100, 51)));
             f.driver.notifier(1).await(calls + 1, Duration.ofSeconds(5));
         }
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             var tx = f.driver.transmitQueue(0);
             long calls = f.driver.notifier(1).count();
-            // used_event far ahead: the device must not notify for this chain (2.7.10). The chain is placed
-            // directly on the ring, because the driver's transmit() moves used_event as Linux does.
-            tx.setUsedEvent(tx.usedIdx() + 100);
+            // used_event (packed: RING_EVENT_FLAGS_DESC) far ahead: the device must not notify for this chain
+            // (2.7.10, 2.8.10). The chain is placed directly on the ring, because the driver's transmit() moves
+            // the event as Linux does.
+            tx.notifyOnlyAfter(100);
             byte[] hdrAndFrame = new byte[12 + 100];
             System.arraycopy(frame(mac(9), 100, 52), 0, hdrAndFrame, 12, 100);
             tx.addChain(org.virtionetd.virtio.testdriver.Buffer.readable(hdrAndFrame));
-            org.virtionetd.virtio.testdriver.Await.until(Duration.ofSeconds(5), () -> tx.usedIdx() != tx.lastSeenUsed(),
+            org.virtionetd.virtio.testdriver.Await.until(Duration.ofSeconds(5), tx::hasUsed,
                     "the device to use the TX chain", tx::describe);
             assertThat(f.driver.notifier(1).count()).as("notifications before used_event is reached").isEqualTo(calls);
             // used_event at the current index: the next used entry crosses it and must be notified.
@@ -421,9 +440,10 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void queuesWithoutKickFdsArePolled() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options().kickEventFds(false))) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void queuesWithoutKickFdsArePolled(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options().kickEventFds(false))) {
             byte[] out = frame(mac(9), 100, 60);
             f.driver.awaitTransmitted(0, f.driver.transmit(0, NetHeaderFields.none(), out));
             assertThat(f.backend().awaitSent(1, Duration.ofSeconds(5)).get(0).frame()).isEqualTo(out);
@@ -433,14 +453,15 @@ class VirtioNetDeviceTest {
         }
     }
 
-    @Test
-    void resetStopsTheQueuesAndANewDriverStartsOver() throws Exception {
-        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, new VirtioNetDriver.Options())) {
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void resetStopsTheQueuesAndANewDriverStartsOver(RingFormat format) throws Exception {
+        try (NetFixture f = NetFixture.started(ALL_OFFLOADS, format.options())) {
             f.driver.awaitTransmitted(0, f.driver.transmit(0, NetHeaderFields.none(), frame(mac(9), 100, 70)));
             f.device.setStatus(0);
             assertThat(f.device.status()).isZero();
             assertThat(f.device.ackedFeatures()).isZero();
-            VirtioNetDriver second = new VirtioNetDriver(f.device, f.driver.allocator(), new VirtioNetDriver.Options()
+            VirtioNetDriver second = new VirtioNetDriver(f.device, f.driver.allocator(), format.options()
                     .seed(2).timeout(Duration.ofSeconds(10)));
             second.start();
             byte[] out = frame(mac(9), 100, 71);

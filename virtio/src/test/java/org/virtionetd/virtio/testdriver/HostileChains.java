@@ -23,6 +23,14 @@ public final class HostileChains {
         this.q = queue;
     }
 
+    /** The same on a queue the caller knows is split ({@link VirtioNetDriver#queue} without RING_PACKED). */
+    public HostileChains(QueueDriver queue) {
+        if (!(queue instanceof SplitQueueDriver split)) {
+            throw new IllegalArgumentException("queue " + queue.name() + " is not split: use PackedHostileChains");
+        }
+        this.q = split;
+    }
+
     /** Descriptors d0 -> d1 -> ... -> d(n-1) -> d0 (2.7.5.2: "loops in the descriptor chain are forbidden"). */
     public Chain descriptorLoop(int length) {
         List<Integer> slots = q.takeSlots(length);

@@ -10,7 +10,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -27,7 +26,7 @@ import java.util.TreeMap;
  * <p>Little-endian absolute access on {@link GuestMemory#slice} buffers only; nothing of the device is used.
  * One thread drives a queue; the device reads concurrently.
  */
-public final class SplitQueueDriver {
+public final class SplitQueueDriver implements QueueDriver {
     public static final int VIRTQ_DESC_F_NEXT = 1;
     public static final int VIRTQ_DESC_F_WRITE = 2;
     public static final int VIRTQ_DESC_F_INDIRECT = 4;
@@ -49,12 +48,15 @@ public final class SplitQueueDriver {
     private final ByteBuffer used;
     private final ArrayDeque<Integer> freeSlots = new ArrayDeque<>();
     private final Map<Integer, Chain> outstanding = new TreeMap<>();
+    /** Outstanding chains in the order they were made available (IN_ORDER: the order they come back). */
+    private final ArrayDeque<Chain> availOrder = new ArrayDeque<>();
     /** The last used elements read, for failure messages. */
     private final ArrayDeque<UsedElement> recentUsed = new ArrayDeque<>();
     private int availIdx;
     private int pending;
     private int lastSeenUsed;
     private boolean eventIdx;
+    private boolean inOrder;
     private EventFd kick;
     private long notifications;
     private long suppressedNotifications;
@@ -131,6 +133,21 @@ public final class SplitQueueDriver {
         return layout.usedRing();
     }
 
+    @Override
+    public long descAddress() {
+        return layout.descTable();
+    }
+
+    @Override
+    public long driverAreaAddress() {
+        return layout.availRing();
+    }
+
+    @Override
+    public long deviceAreaAddress() {
+        return layout.usedRing();
+    }
+
     public GuestMemory memory() {
         return memory;
     }
@@ -146,6 +163,11 @@ public final class SplitQueueDriver {
 
     public boolean eventIdx() {
         return eventIdx;
+    }
+
+    /** Whether VIRTIO_F_IN_ORDER was negotiated: one used element may then return a whole batch (2.7.9). */
+    public void setInOrder(boolean negotiated) {
+        inOrder = negotiated;
     }
 
     /** Where {@link #publish()} sends available buffer notifications; null: the device polls. */
@@ -196,17 +218,7 @@ public final class SplitQueueDriver {
     public Chain placeChain(List<Buffer> direct, List<Buffer> indirect) {
         List<Buffer> all = new ArrayList<>(direct);
         all.addAll(indirect);
-        if (all.isEmpty()) {
-            throw new IllegalArgumentException("queue " + name + ": a chain needs at least one buffer element");
-        }
-        boolean seenWritable = false;
-        for (Buffer b : all) {
-            if (seenWritable && !b.writable()) {
-                throw new IllegalArgumentException("queue " + name + ": readable element after a writable one in "
-                        + all + " (2.7.4.2 forbids it; use HostileChains.writableBeforeReadable)");
-            }
-            seenWritable |= b.writable();
-        }
+        QueueDriver.requireReadableFirst(name, all);
         int slotsNeeded = direct.size() + (indirect.isEmpty() ? 0 : 1);
         requireSlots(slotsNeeded);
         List<Placed> placed = new ArrayList<>();
@@ -314,6 +326,29 @@ public final class SplitQueueDriver {
         return (short) LE16.getAcquire(used, 0) & 0xffff;
     }
 
+    @Override
+    public void suppressUsedNotifications(boolean suppress) {
+        setNoInterrupt(suppress);
+    }
+
+    /** virtqueue_enable_cb with EVENT_IDX: used_event at the entry this driver reads next. */
+    @Override
+    public void armUsedNotification() {
+        if (eventIdx) {
+            setUsedEvent(lastSeenUsed);
+        }
+    }
+
+    @Override
+    public void notifyOnlyAfter(int entries) {
+        setUsedEvent((lastSeenUsed + entries) & 0xffff);
+    }
+
+    @Override
+    public boolean hasUsed() {
+        return usedPending() != 0;
+    }
+
     /**
      * Whether the device was required to send a used buffer notification when the used idx moved from
      * {@code oldUsedIdx} to {@code newUsedIdx}, given what this driver wrote: with EVENT_IDX, vring_need_event
@@ -362,12 +397,12 @@ public final class SplitQueueDriver {
                     + "; " + describe());
         }
         List<UsedElement> out = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; ) {
             int ringIndex = (lastSeenUsed + i) & 0xffff;
             int slot = ringIndex % size;
             int id = used.getInt(4 + 8 * slot);
             int len = used.getInt(8 + 8 * slot);
-            Chain c = outstanding.remove(id);
+            Chain c = outstanding.get(id);
             if (c == null) {
                 throw new AssertionError("queue " + name + ": used ring entry " + ringIndex + " has id " + id
                         + " (len " + Integer.toUnsignedString(len) + ") which is not an outstanding head; "
@@ -378,28 +413,50 @@ public final class SplitQueueDriver {
                         + " says len " + Integer.toUnsignedString(len) + " but the chain has only "
                         + c.writableLength() + " device-writable bytes: " + c);
             }
-            freeSlots.addAll(c.slots());
-            UsedElement e = new UsedElement(ringIndex, id, len, c);
-            out.add(e);
-            recentUsed.addLast(e);
-            if (recentUsed.size() > 8) {
-                recentUsed.removeFirst();
+            List<Chain> batch = returnedBy(c);
+            if (i + batch.size() > n) {
+                throw new AssertionError("queue " + name + ": IN_ORDER used ring entry " + ringIndex + " for head " + id
+                        + " returns " + batch.size() + " buffers, but used idx " + idx + " moved only " + (n - i)
+                        + " past it (2.7.9: used idx moves by the batch); " + describe());
             }
+            for (Chain b : batch) {
+                outstanding.remove(b.head());
+                freeSlots.addAll(b.slots());
+                UsedElement e = new UsedElement(ringIndex, b.head(), b == c ? len : 0, b);
+                out.add(e);
+                recentUsed.addLast(e);
+                if (recentUsed.size() > 8) {
+                    recentUsed.removeFirst();
+                }
+            }
+            i += batch.size();
         }
         lastSeenUsed = idx;
         return out;
     }
 
-    /** Frees the buffers and indirect table the driver allocated for a chain the device returned. */
-    public void releaseBuffers(Chain chain) {
-        for (Placed p : chain.elements()) {
-            if (p.allocated()) {
-                allocator.free(p.address());
+    /**
+     * The chains a used element for {@code c} returns: {@code c} alone, or with IN_ORDER every chain made
+     * available up to it (2.7.9: one used element for a batch, used idx moved by the batch's size).
+     */
+    private List<Chain> returnedBy(Chain c) {
+        if (!inOrder) {
+            availOrder.remove(c);
+            return List.of(c);
+        }
+        List<Chain> batch = new ArrayList<>();
+        while (true) {
+            Chain b = availOrder.removeFirst();
+            batch.add(b);
+            if (b == c) {
+                return batch;
             }
         }
-        if (chain.indirectTable() >= 0) {
-            allocator.free(chain.indirectTable());
-        }
+    }
+
+    @Override
+    public void releaseBuffers(Chain chain) {
+        Placement.release(allocator, chain);
     }
 
     /** A one-paragraph picture of the queue for failure messages. */
@@ -472,6 +529,7 @@ public final class SplitQueueDriver {
 
     void placeHead(Chain c) {
         outstanding.put(c.head(), c);
+        availOrder.addLast(c);
         placeRaw(c.head());
     }
 
@@ -482,38 +540,11 @@ public final class SplitQueueDriver {
     }
 
     Placed place(Buffer b) {
-        long addr;
-        boolean allocated;
-        int room = Math.max(1, b.length());
-        if (b.fixedAddress() >= 0) {
-            addr = b.fixedAddress();
-            allocated = false;
-        } else if (b.acrossRegions()) {
-            addr = allocator.allocateAcrossBoundary(room);
-            allocated = true;
-        } else {
-            addr = allocator.allocate(room);
-            allocated = true;
-        }
-        if (b.writable()) {
-            if (memory.contains(addr, b.length())) {
-                byte[] fill = new byte[b.length()];
-                Arrays.fill(fill, WRITABLE_FILL);
-                write(addr, fill);
-            }
-        } else if (memory.contains(addr, b.length())) {
-            write(addr, b.rawData());
-        }
-        return new Placed(addr, b.length(), b.writable(), allocated);
+        return Placement.place(allocator, b, name);
     }
 
     private void write(long gpa, byte[] data) {
-        try {
-            memory.write(gpa, data, 0, data.length);
-        } catch (GuestMemoryException e) {
-            throw new IllegalStateException("queue " + name + ": cannot write " + data.length + " bytes at 0x"
-                    + Long.toHexString(gpa) + ": " + e.getMessage(), e);
-        }
+        Placement.write(memory, gpa, data, name);
     }
 
     private static void zero(ByteBuffer b) {

@@ -110,10 +110,21 @@ public final class VirtioNetDriver implements AutoCloseable {
             return this;
         }
 
+        /** Queue size: a power of two for the split format (checked at setup), any of 1..32768 packed (2.8). */
         public Options queueSize(int v) {
-            RingLayout.checkSize(v);
+            PackedQueueDriver.checkSize(v);
             queueSize = v;
             return this;
+        }
+
+        /** Asks for VIRTIO_F_RING_PACKED: with it negotiated the queues are packed (2.8), else split (2.7). */
+        public Options packed(boolean v) {
+            return v ? with(VirtioFeature.RING_PACKED) : without(VirtioFeature.RING_PACKED);
+        }
+
+        /** Asks for VIRTIO_F_IN_ORDER: buffers come back in the order they were made available (2.7.9, 2.8.9). */
+        public Options inOrder(boolean v) {
+            return v ? with(VirtioFeature.IN_ORDER) : without(VirtioFeature.IN_ORDER);
         }
 
         /** With false, queues start with a null kick: the device must poll the ring. */
@@ -238,7 +249,7 @@ public final class VirtioNetDriver implements AutoCloseable {
     private int pairs;
     private int headerLength;
     private RxMode rxMode;
-    private SplitQueueDriver[] queues = new SplitQueueDriver[0];
+    private QueueDriver[] queues = new QueueDriver[0];
     private CountingNotifier[] notifiers = new CountingNotifier[0];
     private EventFd[] kicks = new EventFd[0];
     /** Used elements read from a queue but not yet claimed (TX completions, partial RX packets). */
@@ -323,7 +334,7 @@ public final class VirtioNetDriver implements AutoCloseable {
         }
         pairs = Math.min(maxPairs, options.queuePairs);
         int count = 2 * maxPairs + (has(negotiated, CTRL_VQ) ? 1 : 0);
-        queues = new SplitQueueDriver[count];
+        queues = new QueueDriver[count];
         notifiers = new CountingNotifier[count];
         kicks = new EventFd[count];
         boolean legacyLayout = options.legacyLayout != null ? options.legacyLayout : options.legacy;
@@ -334,8 +345,7 @@ public final class VirtioNetDriver implements AutoCloseable {
                 continue;
             }
             String name = queueName(i);
-            SplitQueueDriver q = legacyLayout ? SplitQueueDriver.legacy(allocator, options.queueSize, name)
-                    : SplitQueueDriver.modern(allocator, options.queueSize, name);
+            QueueDriver q = newQueue(name, legacyLayout);
             q.setEventIdx(eventIdx);
             queues[i] = q;
             notifiers[i] = new CountingNotifier(name);
@@ -347,9 +357,23 @@ public final class VirtioNetDriver implements AutoCloseable {
                 }
                 q.setKick(kicks[i]);
             }
-            device.setQueue(i, options.queueSize, q.descTableAddress(), q.availRingAddress(), q.usedRingAddress());
+            device.setQueue(i, options.queueSize, q.descAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
             device.startQueue(i, kicks[i], notifiers[i]);
         }
+    }
+
+    /** The queue of the negotiated format: packed with RING_PACKED, else split; either reads IN_ORDER batches. */
+    private QueueDriver newQueue(String name, boolean legacyLayout) {
+        boolean inOrder = VirtioFeature.has(negotiated, VirtioFeature.IN_ORDER);
+        if (VirtioFeature.has(negotiated, VirtioFeature.RING_PACKED)) {
+            PackedQueueDriver q = PackedQueueDriver.create(allocator, options.queueSize, name);
+            q.setInOrder(inOrder);
+            return q;
+        }
+        SplitQueueDriver q = legacyLayout ? SplitQueueDriver.legacy(allocator, options.queueSize, name)
+                : SplitQueueDriver.modern(allocator, options.queueSize, name);
+        q.setInOrder(inOrder);
+        return q;
     }
 
     /**
@@ -357,9 +381,9 @@ public final class VirtioNetDriver implements AutoCloseable {
      * GET_VRING_BASE / SET_VRING_BASE (e.g. migration): returns the next available index the device reported.
      */
     public int restartQueue(int index) throws VirtioException {
-        SplitQueueDriver q = queue(index);
+        QueueDriver q = queue(index);
         int base = device.stopQueue(index);
-        device.setQueue(index, q.size(), q.descTableAddress(), q.availRingAddress(), q.usedRingAddress());
+        device.setQueue(index, q.size(), q.descAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
         device.setQueueBase(index, base);
         device.startQueue(index, kicks[index], notifiers[index]);
         return base;
@@ -450,7 +474,7 @@ public final class VirtioNetDriver implements AutoCloseable {
         return has(negotiated, CTRL_VQ) ? 2 * maxPairs : -1;
     }
 
-    public SplitQueueDriver queue(int index) {
+    public QueueDriver queue(int index) {
         if (index < 0 || index >= queues.length || queues[index] == null) {
             throw new IllegalArgumentException("queue " + index + " is not set up (queues: " + queues.length
                     + ", pairs set up: " + pairs + ")");
@@ -458,15 +482,31 @@ public final class VirtioNetDriver implements AutoCloseable {
         return queues[index];
     }
 
-    public SplitQueueDriver receiveQueue(int pair) {
+    /** Queue {@code index} where a test needs what only the split format has (used_event, avail idx...). */
+    public SplitQueueDriver splitQueue(int index) {
+        if (!(queue(index) instanceof SplitQueueDriver q)) {
+            throw new IllegalStateException("queue " + index + " is packed (RING_PACKED negotiated), not split");
+        }
+        return q;
+    }
+
+    /** Queue {@code index} where a test needs what only the packed format has (event suppression, wrap...). */
+    public PackedQueueDriver packedQueue(int index) {
+        if (!(queue(index) instanceof PackedQueueDriver q)) {
+            throw new IllegalStateException("queue " + index + " is split (RING_PACKED not negotiated), not packed");
+        }
+        return q;
+    }
+
+    public QueueDriver receiveQueue(int pair) {
         return queue(receiveQueueIndex(pair));
     }
 
-    public SplitQueueDriver transmitQueue(int pair) {
+    public QueueDriver transmitQueue(int pair) {
         return queue(transmitQueueIndex(pair));
     }
 
-    public SplitQueueDriver controlQueue() {
+    public QueueDriver controlQueue() {
         int c = controlQueueIndex();
         if (c < 0) {
             throw new IllegalStateException("VIRTIO_NET_F_CTRL_VQ was not negotiated: no control queue");
@@ -541,7 +581,7 @@ public final class VirtioNetDriver implements AutoCloseable {
     }
 
     private Chain place(int pair, NetHeaderFields header, byte[] frame, TxShape shape) {
-        SplitQueueDriver q = transmitQueue(pair);
+        QueueDriver q = transmitQueue(pair);
         byte[] hdr = header.encode(headerLength);
         List<byte[]> pieces = split(frame, shape.framePieces);
         List<Buffer> bufs = new ArrayList<>();
@@ -559,7 +599,7 @@ public final class VirtioNetDriver implements AutoCloseable {
 
     /** Reads transmitq(pair)'s used ring, frees the returned chains' buffers; returns how many came back. */
     public int reapTransmitted(int pair) {
-        SplitQueueDriver q = transmitQueue(pair);
+        QueueDriver q = transmitQueue(pair);
         List<UsedElement> used = poll(transmitQueueIndex(pair));
         for (UsedElement e : used) {
             q.releaseBuffers(e.chain());
@@ -570,7 +610,7 @@ public final class VirtioNetDriver implements AutoCloseable {
 
     /** Waits until the device returned {@code chain} on transmitq(pair); returns its used element. */
     public UsedElement awaitTransmitted(int pair, Chain chain) {
-        SplitQueueDriver q = transmitQueue(pair);
+        QueueDriver q = transmitQueue(pair);
         Await.until(options.timeout, () -> {
             reapTransmitted(pair);
             return completed.containsKey(chain);
@@ -587,7 +627,7 @@ public final class VirtioNetDriver implements AutoCloseable {
 
     /** Posts up to {@code count} receive buffers (chains) of the negotiated mode; publishes and kicks once. */
     public int fillRx(int pair, int count) {
-        SplitQueueDriver q = receiveQueue(pair);
+        QueueDriver q = receiveQueue(pair);
         int posted = 0;
         while (posted < count && q.freeSlotCount() >= slotsPerRxBuffer()) {
             List<Buffer> bufs = rxBuffer();
@@ -643,7 +683,7 @@ public final class VirtioNetDriver implements AutoCloseable {
      */
     public List<ReceivedPacket> receive(int pair) {
         int qi = receiveQueueIndex(pair);
-        SplitQueueDriver q = queue(qi);
+        QueueDriver q = queue(qi);
         ArrayDeque<UsedElement> pendingUsed = unclaimed.computeIfAbsent(qi, k -> new ArrayDeque<>());
         pendingUsed.addAll(poll(qi));
         List<ReceivedPacket> out = new ArrayList<>();
@@ -699,7 +739,7 @@ public final class VirtioNetDriver implements AutoCloseable {
     /** Waits until {@code n} packets arrived on receiveq(pair) and returns them. */
     public List<ReceivedPacket> awaitPackets(int pair, int n) {
         List<ReceivedPacket> got = new ArrayList<>();
-        SplitQueueDriver q = receiveQueue(pair);
+        QueueDriver q = receiveQueue(pair);
         Await.until(options.timeout, () -> {
             got.addAll(receive(pair));
             return got.size() >= n;
@@ -715,7 +755,7 @@ public final class VirtioNetDriver implements AutoCloseable {
      * if the used len was 0.
      */
     public int command(int cls, int cmd, byte[]... data) {
-        SplitQueueDriver q = controlQueue();
+        QueueDriver q = controlQueue();
         List<Buffer> bufs = new ArrayList<>();
         bufs.add(Buffer.readable(new byte[] {(byte) cls, (byte) cmd}));
         for (byte[] d : data) {
@@ -809,11 +849,9 @@ public final class VirtioNetDriver implements AutoCloseable {
 
     /** Polls a queue's used ring; with EVENT_IDX asks to be notified on the next entry (virtqueue_enable_cb). */
     private List<UsedElement> poll(int index) {
-        SplitQueueDriver q = queue(index);
+        QueueDriver q = queue(index);
         List<UsedElement> got = q.pollUsed();
-        if (q.eventIdx()) {
-            q.setUsedEvent(q.lastSeenUsed());
-        }
+        q.armUsedNotification();
         return got;
     }
 
