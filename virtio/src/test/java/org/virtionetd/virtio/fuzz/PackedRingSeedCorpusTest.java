@@ -225,6 +225,13 @@ class PackedRingSeedCorpusTest {
         tx(driverEvent(entries(w), 0, 0), DECIDE, 0);
         s.put("bad-readable-after-writable", new Seed(w.toBytes(), Kind.READABLE_AFTER_WRITABLE, 0));
 
+        // An empty writable descriptor still comes before the readable one (2.8.4); the device skips empty ones.
+        w = header(4, 0, 0, 0x8000, 0, 0x8000).u8(2);
+        descriptor(w, 0, 0, NEXT | WRITE, 0);
+        descriptor(w, 1, 64, 0, 0);
+        tx(driverEvent(entries(w), 0, 0), DECIDE, 0);
+        s.put("bad-readable-after-empty-writable", new Seed(w.toBytes(), Kind.READABLE_AFTER_WRITABLE, 0));
+
         w = header(8, 0, 2, 0x8000, 0, 0x8000).u8(3);
         for (int i = 0; i < 3; i++) {
             descriptor(w, i, 64, i < 2 ? NEXT : 0, 0);
