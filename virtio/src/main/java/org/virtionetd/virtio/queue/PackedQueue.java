@@ -366,6 +366,11 @@ public final class PackedQueue implements DeviceRing {
      * flags follow at {@link #publishUsed}. WRITE is set when the length counts written bytes (2.8.4).
      */
     private void writeUsed(int id, int writtenLength, int slots) {
+        if (pendingCount == pendingSlot.length) {
+            // A ring's worth of used descriptors since the last publish: only a driver that made slots available
+            // again before it got them back gets here (2.8.6). Publish those so far; they fill the pending arrays.
+            publishPending();
+        }
         int at = descBase + DESC_SIZE * nextUsed;
         desc.putInt(at + 8, writtenLength);
         desc.putShort(at + 12, (short) id);
@@ -385,6 +390,10 @@ public final class PackedQueue implements DeviceRing {
         if (batch != null) {
             batch.close();
         }
+        publishPending();
+    }
+
+    private void publishPending() {
         // The first one last: until it is written the driver, which reads used descriptors in ring order, sees
         // none of the burst, and then all of it.
         for (int i = pendingCount - 1; i >= 0; i--) {

@@ -188,6 +188,19 @@ class PackedRingSeedCorpusTest {
         tx(w, DECIDE | KICKS, 0);
         s.put("size-32768-last-slot", new Seed(w.toBytes(), null, 1));
 
+        // A ring of 2 whose driver makes the slots available again before the device published them: four chains
+        // used in one burst, more used descriptors than the ring has slots.
+        w = header(2, 0, 0, 0x8000, 0, 0x8000).u8(2);
+        descriptor(w, 0, 64, 0, 0);
+        descriptor(w, 1, 64, 0, 1);
+        driverEvent(entries(w), 0, 0);
+        w.u8(3 << 2).u8(0).u8(0).u8(0x80);
+        descriptor(w, 2, 64, 0, 0);
+        w.u8(0x80);
+        descriptor(w, 3, 64, 0, 1);
+        w.u8(DECIDE);
+        s.put("driver-reuses-slots-before-publish", new Seed(w.toBytes(), null, 4));
+
         // The rules: each input breaks one.
         w = header(4, 0, 0, 0x8000, 0, 0x8000).u8(1);
         descriptor(w, 0, 64, USED_IN_LAP, 0);
