@@ -118,7 +118,8 @@ final class PackedReferenceWalk {
             for (long i = 0; i < len / 16; i++) {
                 ByteBuffer e = descriptor(mem, addr + 16 * i);
                 int f = e.getShort(14) & 0xffff;
-                if ((f & F_INDIRECT) != 0 || !out.add(mem, e.getLong(0), e.getInt(8) & 0xffffffffL, (f & F_WRITE) != 0)) {
+                if ((f & F_INDIRECT) != 0
+                        || !out.add(mem, e.getLong(0), e.getInt(8) & 0xffffffffL, (f & F_WRITE) != 0)) {
                     return null;
                 }
             }

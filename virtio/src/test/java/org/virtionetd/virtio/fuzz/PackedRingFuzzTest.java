@@ -10,11 +10,12 @@ import org.virtionetd.virtio.queue.PackedQueue;
 import org.virtionetd.virtio.queue.QueueException;
 import org.virtionetd.virtio.queue.Virtqueue;
 
-import java.nio.ByteBuffer;
 import java.util.EnumSet;
 
 import static org.virtionetd.virtio.fuzz.ChainWalkFuzzTest.MEMORY;
 import static org.virtionetd.virtio.fuzz.ChainWalkFuzzTest.check;
+import static org.virtionetd.virtio.fuzz.PackedDriver.peekU16;
+import static org.virtionetd.virtio.fuzz.PackedDriver.putU16;
 
 /**
  * Coverage-guided fuzzing of the packed virtqueue (virtio 1.2, 2.8) as a hostile driver writes it: descriptors with
@@ -77,13 +78,9 @@ class PackedRingFuzzTest {
         PackedQueue q;
         Virtqueue vq;
         long features;
-        ByteBuffer ring;
-        int ringBase;
+        PackedDriver drv;
         RingModel model;
         DescriptorChain[] chains;
-        /** Where the driver writes its next descriptor, and that lap's wrap counter. */
-        int driverSlot;
-        boolean driverWrap;
         int notified;
 
         Run(FuzzInput in) {
@@ -114,28 +111,30 @@ class PackedRingFuzzTest {
             int base = (startMode & 2) != 0 ? in.u32() : availStart | usedStart << 16;
             boolean fits = (desc & 15) == 0 && (driver & 3) == 0 && (device & 3) == 0
                     && MEMORY.locate(desc, PackedQueue.descRingBytes(size)) != GuestMemory.NOWHERE
-                    && MEMORY.locate(driver, 4) != GuestMemory.NOWHERE && MEMORY.locate(device, 4) != GuestMemory.NOWHERE;
-            features = VirtioFeature.bit(VirtioFeature.RING_PACKED) | (eventIdx ? VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) : 0)
+                    && MEMORY.locate(driver, 4) != GuestMemory.NOWHERE
+                    && MEMORY.locate(device, 4) != GuestMemory.NOWHERE;
+            features = VirtioFeature.bit(VirtioFeature.RING_PACKED)
+                    | (eventIdx ? VirtioFeature.bit(VirtioFeature.RING_EVENT_IDX) : 0)
                     | (indirect ? VirtioFeature.bit(VirtioFeature.RING_INDIRECT_DESC) : 0)
                     | (inOrder ? VirtioFeature.bit(VirtioFeature.IN_ORDER) : 0);
             String refused;
             if (!fits) {
                 refused = start(viaVirtqueue, base, true);
-                check(refused != null, "a packed ring of " + size + " at desc 0x" + Long.toHexString(desc) + " driver 0x"
-                        + Long.toHexString(driver) + " device 0x" + Long.toHexString(device) + " was accepted");
+                check(refused != null, "a packed ring of " + size + " at desc 0x" + Long.toHexString(desc)
+                        + " driver 0x" + Long.toHexString(driver) + " device 0x" + Long.toHexString(device)
+                        + " was accepted");
                 return;
             }
-            long loc = MEMORY.locate(desc, PackedQueue.descRingBytes(size));
-            ring = MEMORY.chunk(GuestMemory.chunkId(loc));
-            ringBase = GuestMemory.offset(loc);
-            layOut(availStart);
+            drv = new PackedDriver(in, size, desc);
+            drv.layOut(availStart, driver, device);
             chains = pool(capacity);
-            model = new RingModel(size, inOrder, this::descriptorAt);
+            model = new RingModel(size, inOrder, drv::descriptorAt);
+            drv.onWrite(model::driverWrote);
             if (viaVirtqueue || (startMode & 1) != 0) {
                 int expected = model.resumePosition(base, this::usedBit);
                 refused = start(viaVirtqueue, base, true);
-                check((refused == null) == (expected >= 0), "start at base 0x" + Integer.toHexString(base) + " of a ring of "
-                        + size + " said " + refused);
+                check((refused == null) == (expected >= 0), "start at base 0x" + Integer.toHexString(base)
+                        + " of a ring of " + size + " said " + refused);
                 if (refused != null) {
                     return;
                 }
@@ -153,7 +152,7 @@ class PackedRingFuzzTest {
                 switch (op & 3) {
                     case 0: go = txBurst(n); break;
                     case 1: go = rxBurst(n); break;
-                    case 2: refill(in.u8() % (size + 1)); go = true; break;
+                    case 2: drv.refill(in.u8() % (size + 1)); go = true; break;
                     default: go = control(); break;
                 }
                 if (!go) {
@@ -180,79 +179,12 @@ class PackedRingFuzzTest {
             return wrong != null || !resume ? wrong : q.resumeAt(base);
         }
 
-        /**
-         * Every slot empty for the lap it is in (AVAIL = USED = the previous lap's counter), then the driver's first
-         * descriptors from the start position on, the indirect table area and the driver event suppression area.
-         */
-        void layOut(int start) {
-            int startSlot = start & 0x7fff;
-            boolean startWrap = (start & PackedQueue.WRAP) != 0;
-            for (int s = 0; s < size; s++) {
-                boolean lap = s >= startSlot == startWrap;
-                ring.putLong(ringBase + 16 * s, 0).putLong(ringBase + 16 * s + 8, 0);
-                ring.putShort(ringBase + 16 * s + 14, (short) (lap ? 0 : PackedQueue.DESC_F_AVAIL | PackedQueue.DESC_F_USED));
-            }
-            driverSlot = startSlot;
-            driverWrap = startWrap;
-            refill(Math.min(size, in.u8()));
-            ByteBuffer a = ChainWalkFuzzTest.a();
-            ChainWalkFuzzTest.zero(ChainWalkFuzzTest.INDIRECT, INDIRECT_ENTRIES * 16);
-            int entries = in.u8() % (INDIRECT_ENTRIES + 1);
-            for (int i = 0; i < entries; i++) {
-                int at = (int) ChainWalkFuzzTest.INDIRECT + 16 * i;
-                a.putLong(at, ChainWalkFuzzTest.address(in)).putInt(at + 8, ChainWalkFuzzTest.length(in));
-                int f = in.u8();
-                a.putShort(at + 12, (short) 0).putShort(at + 14, (short) ((f & 0x80) != 0 ? in.u16() : f & 7));
-            }
-            putU16(device, 0);
-            putU16(device + 2, 0);
-            putU16(driver, in.u16());
-            putU16(driver + 2, in.u16());
-        }
-
-        /**
-         * The driver writes {@code count} descriptors at its position, each: address, length, a flags byte (bits 0-2
-         * NEXT/WRITE/INDIRECT; bits 3-4: 0-1 available in the driver's lap, 2 empty, 3 used in this lap, which
-         * contradicts the wrap counter; bit 7: raw 16-bit flags follow), an ID byte (bit 7: a raw 16-bit ID follows,
-         * else below the size). The flags are written last, as a driver does.
-         */
-        void refill(int count) {
-            for (int i = 0; i < count; i++) {
-                int at = ringBase + 16 * driverSlot;
-                long addr = ChainWalkFuzzTest.address(in);
-                int len = ChainWalkFuzzTest.length(in);
-                int f = in.u8();
-                int flags = f & 7;
-                int avail = driverWrap ? PackedQueue.DESC_F_AVAIL : 0;
-                int used = driverWrap ? PackedQueue.DESC_F_USED : 0;
-                switch ((f >>> 3) & 3) {
-                    case 0:
-                    case 1: flags |= avail | (PackedQueue.DESC_F_USED ^ used); break;
-                    case 2: flags |= (PackedQueue.DESC_F_AVAIL ^ avail) | (PackedQueue.DESC_F_USED ^ used); break;
-                    default: flags |= avail | used; break;
-                }
-                if ((f & 0x80) != 0) {
-                    flags = in.u16();
-                }
-                int idSel = in.u8();
-                int id = (idSel & 0x80) != 0 ? in.u16() : (idSel & 0x7f) % size;
-                ring.putLong(at, addr).putInt(at + 8, len).putShort(at + 12, (short) id).putShort(at + 14, (short) flags);
-                if (model != null) {
-                    model.driverWrote(driverSlot);
-                }
-                if (++driverSlot == size) {
-                    driverSlot = 0;
-                    driverWrap = !driverWrap;
-                }
-            }
-        }
-
         /** TX-like: pop, use, pop, use ...; each step may first refill one descriptor. Then publish. */
         boolean txBurst(int n) throws QueueException {
             for (int i = 0; i < n; i++) {
                 int r = in.u8();
                 if ((r & 0x80) != 0) {
-                    refill(1);
+                    drv.refill(1);
                 }
                 int len = (r & 0x40) != 0 ? in.u16() : r & 0x3f;
                 int got = pop(chains[0]);
@@ -310,12 +242,14 @@ class PackedRingFuzzTest {
             String at = "slot " + model.availSlot() + " wrap " + (model.availWrap() ? 1 : 0) + " of " + size + ": ";
             switch (ref.outcome()) {
                 case NONE:
-                    check(!got, at + "pop took a chain the reference sees no chain at" + (error != null ? ": " + error : ""));
+                    check(!got, at + "pop took a chain where the reference sees none"
+                            + (error != null ? ": " + error : ""));
                     checkPositions();
                     return 0;
                 case FATAL:
                     check(error != null && error.kind() == ref.fatal(), at + "the reference finds " + ref.fatal()
-                            + ", pop " + (error != null ? "threw " + error.kind() + ": " + error.getMessage() : "returned " + got));
+                            + ", pop " + (error != null ? "threw " + error.kind() + ": " + error.getMessage()
+                            : "returned " + got));
                     return -1;
                 case BROKEN:
                     check(error != null && !error.kind().fatal(), at + "pop " + (error != null ? "threw " + error.kind()
@@ -329,10 +263,12 @@ class PackedRingFuzzTest {
                             + ChainWalkFuzzTest.describe(ref.buffers()));
                     ChainWalkFuzzTest.checkChain(chain, capacity);
                     check(ChainWalkFuzzTest.sameBuffers(chain, ref.buffers()), at + "pop gave "
-                            + ChainWalkFuzzTest.describe(chain) + ", reference " + ChainWalkFuzzTest.describe(ref.buffers()));
+                            + ChainWalkFuzzTest.describe(chain) + ", reference "
+                            + ChainWalkFuzzTest.describe(ref.buffers()));
                     break;
             }
-            check(chain.head() == ref.id(), at + "chain named " + chain.head() + ", its last descriptor says " + ref.id());
+            check(chain.head() == ref.id(), at + "chain named " + chain.head() + ", its last descriptor says "
+                    + ref.id());
             model.took(ref.slots());
             checkPositions();
             accepted += ref.outcome() == Outcome.ACCEPTED ? 1 : 0;
@@ -383,7 +319,8 @@ class PackedRingFuzzTest {
         void decided(boolean got) {
             Boolean expected = model.decision(peekU16(driver), peekU16(driver + 2), eventIdx);
             check(expected == null || expected == got, "notification decision " + got + ", 2.8.10 says " + expected
-                    + " (driver event 0x" + Integer.toHexString(peekU16(driver)) + " flags " + peekU16(driver + 2) + ", "
+                    + " (driver event 0x" + Integer.toHexString(peekU16(driver)) + " flags " + peekU16(driver + 2)
+                    + ", "
                     + model + ", EVENT_IDX " + eventIdx + ")");
         }
 
@@ -473,23 +410,6 @@ class PackedRingFuzzTest {
 
         boolean usedBit(int slot) {
             return (PackedReferenceWalk.flags(MEMORY, desc, slot) & PackedQueue.DESC_F_USED) != 0;
-        }
-
-        /** {id, len, flags, addr} of ring slot {@code slot}. */
-        long[] descriptorAt(int slot) {
-            int at = ringBase + 16 * slot;
-            return new long[] {ring.getShort(at + 12) & 0xffff, ring.getInt(at + 8), ring.getShort(at + 14) & 0xffff,
-                ring.getLong(at)};
-        }
-
-        int peekU16(long gpa) {
-            long loc = MEMORY.locate(gpa, 2);
-            return MEMORY.chunk(GuestMemory.chunkId(loc)).getShort(GuestMemory.offset(loc)) & 0xffff;
-        }
-
-        void putU16(long gpa, int v) {
-            long loc = MEMORY.locate(gpa, 2);
-            MEMORY.chunk(GuestMemory.chunkId(loc)).putShort(GuestMemory.offset(loc), (short) v);
         }
 
         final class Counters implements org.virtionetd.virtio.queue.NotificationCounters {

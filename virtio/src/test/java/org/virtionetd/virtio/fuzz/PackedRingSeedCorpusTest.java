@@ -25,7 +25,7 @@ class PackedRingSeedCorpusTest {
     static final int NEXT = 1;
     static final int WRITE = 2;
     static final int INDIRECT = 4;
-    /** Descriptor state bits of the flags byte: empty for the driver's lap, used in it (both contradict nothing/all). */
+    /** State bits of the flags byte: empty in the driver's lap; used in it (which contradicts the wrap counter). */
     static final int EMPTY = 2 << 3;
     static final int USED_IN_LAP = 3 << 3;
     static final int EVENT_IDX = 1;
@@ -268,8 +268,8 @@ class PackedRingSeedCorpusTest {
 
         w = header(4, NEGOTIATE_INDIRECT, 0, 0x8000, 0, 0x8000).u8(1);
         table(w, 3, INDIRECT, 0);
-        tx(driverEvent(entries(w, new int[] {10, 12, 0}, new int[] {11, 16, INDIRECT}, new int[] {12, 20, WRITE}), 0, 0),
-                DECIDE, 0);
+        entries(w, new int[] {10, 12, 0}, new int[] {11, 16, INDIRECT}, new int[] {12, 20, WRITE});
+        tx(driverEvent(w, 0, 0), DECIDE, 0);
         s.put("bad-nested-indirect", new Seed(w.toBytes(), Kind.NESTED_INDIRECT, 0));
 
         w = header(4, NEGOTIATE_INDIRECT, 0, 0x8000, 0, 0x8000).u8(2);

@@ -167,7 +167,8 @@ final class RingModel {
     void published() {
         closeBatch();
         check(taken.isEmpty(), "the fuzz target published with chains neither used nor given back");
-        check(coverSlot == usedSlot && coverWrap == usedWrap, "used position " + used() + " is not past the chains used");
+        check(coverSlot == usedSlot && coverWrap == usedWrap, "used position 0x" + Integer.toHexString(used())
+                + " is not past the chains used");
         for (int[] e : entries) {
             if (writes[e[0]] != 1 || driverTouched[e[0]]) {
                 continue;
@@ -183,7 +184,8 @@ final class RingModel {
             if (writes[s] == 0 && !driverTouched[s]) {
                 long[] now = slot.apply(s);
                 check(java.util.Arrays.equals(now, b.getValue()), "slot " + s + " skipped by the used position was"
-                        + " rewritten: flags 0x" + Long.toHexString(b.getValue()[2]) + " -> 0x" + Long.toHexString(now[2]));
+                        + " rewritten: flags 0x" + Long.toHexString(b.getValue()[2]) + " -> 0x"
+                        + Long.toHexString(now[2]));
             }
         }
         clearBurst();
