@@ -21,6 +21,8 @@ public final class DescriptorChain {
     private int slots;
     private int count;
     private int readableCount;
+    /** A device-writable descriptor was seen, empty or not (those are skipped, but still order the chain). */
+    private boolean sawWritable;
     private long readableBytes;
     private long writableBytes;
 
@@ -36,6 +38,7 @@ public final class DescriptorChain {
         slots = 1;
         count = 0;
         readableCount = 0;
+        sawWritable = false;
         readableBytes = 0;
         writableBytes = 0;
     }
@@ -81,10 +84,11 @@ public final class DescriptorChain {
             throw new QueueException(QueueException.Kind.OUTSIDE_MEMORY, "buffer 0x" + Long.toHexString(addr) + "+"
                     + ulen + " of " + name(chainId) + " is outside guest memory");
         }
-        if (!isWritable && count > readableCount) {
+        if (!isWritable && sawWritable) {
             throw new QueueException(QueueException.Kind.READABLE_AFTER_WRITABLE,
                     name(chainId) + " has a device-readable descriptor after a device-writable one");
         }
+        sawWritable |= isWritable;
         if (ulen == 0) {
             return;
         }
