@@ -109,6 +109,7 @@ public final class GuestVm implements AutoCloseable {
         private int cpus = 1;
         private int memoryMiB = 512;
         private final List<String> extraAppend = new ArrayList<>();
+        private final List<String[]> moreNics = new ArrayList<>();
 
         private Builder() {
         }
@@ -161,6 +162,16 @@ public final class GuestVm implements AutoCloseable {
          */
         public Builder command(String shellScript) {
             this.command = shellScript;
+            return this;
+        }
+
+        /**
+         * One more virtio-net-pci NIC (eth1, eth2, ... in the order given) on another vhost-user socket, with its
+         * MAC and extra device properties (may be empty); {@link #reconnect} applies to its chardev too. The guest
+         * configures only eth0: the command brings the others up.
+         */
+        public Builder moreVhostUserNic(Path socketPath, String nicMac, String properties) {
+            this.moreNics.add(new String[] {socketPath.toString(), nicMac, properties});
             return this;
         }
 
@@ -234,8 +245,17 @@ public final class GuestVm implements AutoCloseable {
             for (String p : deviceProperties) {
                 device += "," + p;
             }
-            argv.addAll(List.of("-device", device, "-kernel", vmlinuz.toString(), "-initrd", img.toString(),
-                    "-append", append));
+            argv.addAll(List.of("-device", device));
+            for (int i = 0; i < moreNics.size(); i++) {
+                String[] nic = moreNics.get(i);
+                String id = Integer.toString(i + 1);
+                argv.addAll(List.of("-chardev",
+                        "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""), "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id,
+                        "-device", "virtio-net-pci,netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
+                                + (nic[2].isEmpty() ? "" : "," + nic[2])));
+                device += "; vhost-user " + nic[0] + " " + nic[1] + " " + nic[2];
+            }
+            argv.addAll(List.of("-kernel", vmlinuz.toString(), "-initrd", img.toString(), "-append", append));
             if (netns != null) {
                 argv = netns.wrap(argv);
             }
