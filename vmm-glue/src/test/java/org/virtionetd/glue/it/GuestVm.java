@@ -250,7 +250,8 @@ public final class GuestVm implements AutoCloseable {
                 String[] nic = moreNics.get(i);
                 String id = Integer.toString(i + 1);
                 argv.addAll(List.of("-chardev",
-                        "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""), "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id,
+                        "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""),
+                        "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id,
                         "-device", "virtio-net-pci,netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
                                 + (nic[2].isEmpty() ? "" : "," + nic[2])));
                 device += "; vhost-user " + nic[0] + " " + nic[1] + " " + nic[2];
