@@ -194,6 +194,55 @@ class VhostUserPackedRingTest {
         }
     }
 
+    /**
+     * QEMU 7.2 stopping a VM (vhost_dev_stop): SET_STATUS 0, SET_VRING_ENABLE 0, then GET_VRING_BASE per ring; at
+     * cont SET_FEATURES and each ring's setup again with the base it got. The answer is where the ring stood
+     * before the reset, in each layout, or the ring would restart at its beginning.
+     */
+    @Test
+    void getVringBaseAfterSetStatusZeroAnswersWhereThePackedRingStood() throws Exception {
+        showPosition(0, 5, true);
+        int base = 5 | 0x8000 | (5 | 0x8000) << 16;
+        try (FakeVhostUserFrontEnd fe = connect(PACKED)) {
+            setUpRing(fe, 0, base, 0);
+            stopAsQemu72Does(fe);
+            int got = getBase(fe, 0);
+            assertThat(Integer.toHexString(got)).as("GET_VRING_BASE after SET_STATUS 0").isEqualTo(
+                    Integer.toHexString(base));
+            contAsQemuDoes(fe, PACKED, got);
+            assertThat(Integer.toHexString(getBase(fe, 0))).as("after cont").isEqualTo(Integer.toHexString(base));
+        }
+    }
+
+    @Test
+    void getVringBaseAfterSetStatusZeroAnswersWhereTheSplitRingStood() throws Exception {
+        // avail.idx and used.idx 7: the driver made 7 buffers available and the device used them.
+        guest.putShort((int) driverEvent(0) + 2, (short) 7);
+        guest.putShort((int) deviceEvent(0) + 2, (short) 7);
+        try (FakeVhostUserFrontEnd fe = connect(0)) {
+            setUpRing(fe, 0, 7, 0);
+            stopAsQemu72Does(fe);
+            int got = getBase(fe, 0);
+            assertThat(got).as("GET_VRING_BASE after SET_STATUS 0").isEqualTo(7);
+            contAsQemuDoes(fe, 0, got);
+            assertThat(getBase(fe, 0)).as("after cont").isEqualTo(7);
+        }
+    }
+
+    static void stopAsQemu72Does(FakeVhostUserFrontEnd fe) throws Exception {
+        fe.sendU64(VhostUserRequest.SET_STATUS, NEED_REPLY, 0);
+        assertThat(fe.replyU64(VhostUserRequest.SET_STATUS)).isZero();
+        fe.sendState(VhostUserRequest.SET_VRING_ENABLE, NEED_REPLY, 0, 0);
+        assertThat(fe.replyU64(VhostUserRequest.SET_VRING_ENABLE)).isZero();
+    }
+
+    void contAsQemuDoes(FakeVhostUserFrontEnd fe, long features, int base) throws Exception {
+        fe.sendU64(VhostUserRequest.SET_FEATURES, NEED_REPLY, VirtioFeature.bit(VirtioFeature.VERSION_1)
+                | VirtioFeature.bit(VirtioFeature.VHOST_USER_F_PROTOCOL_FEATURES) | features);
+        assertThat(fe.replyU64(VhostUserRequest.SET_FEATURES)).isZero();
+        setUpRing(fe, 0, base, 0);
+    }
+
     @Test
     void aSplitRingRefusesABaseBeyondSixteenBits() throws Exception {
         try (FakeVhostUserFrontEnd fe = connect(0)) {
