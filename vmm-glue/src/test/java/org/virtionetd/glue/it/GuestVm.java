@@ -97,6 +97,7 @@ public final class GuestVm implements AutoCloseable {
     public static final class Builder {
         private Path socket;
         private boolean reconnect;
+        private Path qmp;
         private String tap;
         private NetNs netns;
         private String ip;
@@ -123,6 +124,12 @@ public final class GuestVm implements AutoCloseable {
         /** {@code reconnect=1} on the vhost-user chardev: QEMU retries every second when the back-end goes. */
         public Builder reconnect(boolean on) {
             this.reconnect = on;
+            return this;
+        }
+
+        /** A QMP server socket at this path ({@link GuestVm#qmp(Path, String...)} sends commands to it). */
+        public Builder qmp(Path socketPath) {
+            this.qmp = socketPath;
             return this;
         }
 
@@ -232,6 +239,9 @@ public final class GuestVm implements AutoCloseable {
                     "-monitor", "none", "-serial", "file:" + serial,
                     "-object", "memory-backend-memfd,id=mem,size=" + memoryMiB + "M,share=on",
                     "-numa", "node,memdev=mem"));
+            if (qmp != null) {
+                argv.addAll(List.of("-qmp", "unix:" + qmp + ",server=on,wait=off"));
+            }
             String device = "virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0";
             if (socket != null) {
                 argv.addAll(List.of("-chardev", "socket,id=c0,path=" + socket + (reconnect ? ",reconnect=1" : ""),
@@ -289,6 +299,35 @@ public final class GuestVm implements AutoCloseable {
             }
             return a.toString();
         }
+    }
+
+    /**
+     * Runs QMP commands without arguments (e.g. {@code stop}, {@code cont}) one after the other on the socket of
+     * {@link Builder#qmp}; each returns when QEMU answered it. Fails with QEMU's answers when one is an error.
+     */
+    public static String qmp(Path socket, String... commands) {
+        String script = String.join("\n",
+                "import json, socket, sys",
+                "s = socket.socket(socket.AF_UNIX)",
+                "s.settimeout(60)",
+                "s.connect(sys.argv[1])",
+                "f = s.makefile('rw')",
+                "def answer():",
+                "    while True:",
+                "        m = json.loads(f.readline())",
+                "        if 'event' not in m:",
+                "            return m",
+                "answer()",
+                "for c in ['qmp_capabilities'] + sys.argv[2:]:",
+                "    f.write(json.dumps({'execute': c}) + '\\n')",
+                "    f.flush()",
+                "    r = answer()",
+                "    print(c, json.dumps(r))",
+                "    if 'error' in r:",
+                "        sys.exit(1)");
+        List<String> argv = new ArrayList<>(List.of("python3", "-c", script, socket.toString()));
+        argv.addAll(List.of(commands));
+        return Cmd.run(Duration.ofSeconds(120), argv).orFail().output();
     }
 
     /** The serial log file (kept until {@link #close()}). */

@@ -9,6 +9,7 @@ import org.virtionetd.virtio.testsupport.Cmd;
 import org.virtionetd.virtio.testsupport.NetNs;
 import org.virtionetd.virtio.testsupport.Spawned;
 
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -24,10 +25,12 @@ import static org.assertj.core.api.Assertions.assertThat;
  * {@code packed=on}, each on its own virtio-netd (and tap, in its own namespace): eth0 with the default offloads
  * and MRG_RXBUF, eth1 with {@code mrg_rxbuf=off} (the driver's "big packets" receive buffers). Both negotiate
  * VIRTIO_F_RING_PACKED (bit 34 of the guest's features) and pass ping both ways and iperf3 TCP both ways with the
- * offloads on, with no TCP checksum errors on any side. Then, per NIC, under bidirectional iperf3 traffic, its
- * virtio-netd is killed (SIGKILL) and a new one started on the same socket: QEMU reconnects ({@code reconnect=1}),
- * sends the only packed base it has (the one from the driver's start, vhost-user.rst "Vring descriptor indices
- * for packed virtqueues") and the same guest, never reset, passes ping and TCP both ways again.
+ * offloads on, with no TCP checksum errors on any side. QEMU's stop and cont (GET_VRING_BASE, then
+ * SET_VRING_BASE with what it got) keeps both rings of each NIC where they were. Then, per NIC, under
+ * bidirectional iperf3 traffic, its virtio-netd is killed (SIGKILL) and a new one started on the same socket: QEMU
+ * reconnects ({@code reconnect=1}), sends the only packed base it has (the one from the driver's start,
+ * vhost-user.rst "Vring descriptor indices for packed virtqueues") and the same guest, never reset, passes ping
+ * and TCP both ways again.
  */
 @Tag("integration")
 class PackedRingGuestIT {
@@ -105,13 +108,14 @@ class PackedRingGuestIT {
             try {
                 b = new Side("eth1 packed=on,mrg_rxbuf=off", nsB, "10.78.0", 5203);
                 Side sb = b;
-                try (GuestVm vm = GuestVm.builder().vhostUser(a.device.socket()).reconnect(true)
+                Path qmp = nsA.dir().resolve("qmp.sock");
+                try (GuestVm vm = GuestVm.builder().vhostUser(a.device.socket()).reconnect(true).qmp(qmp)
                         .deviceProperties("packed=on").moreVhostUserNic(b.device.socket(), MAC1,
                                 "packed=on,mrg_rxbuf=off")
                         .ip(a.guestIp + "/24").command(GUEST).start()) {
                     Failures.withContext(() -> "guest " + vm + " serial log tail:\n"
                             + Cmd.indent(Cmd.tail(vm.output(), 40)) + "\n" + a.describe() + "\n" + sb.describe(),
-                            () -> run(vm, a, sb));
+                            () -> run(vm, qmp, a, sb));
                 }
             } finally {
                 a.closeAll();
@@ -122,7 +126,7 @@ class PackedRingGuestIT {
         }
     }
 
-    private static void run(GuestVm vm, Side a, Side b) throws Exception {
+    private static void run(GuestVm vm, Path qmp, Side a, Side b) throws Exception {
         long eth0 = GuestVm.featureBits(vm.awaitFeatures(GuestVm.BOOT_TIMEOUT));
         MatchResult nic1 = vm.awaitMatch("VND-NIC1 (\\S+) ([01]+)", GuestVm.BOOT_TIMEOUT);
         assertThat(nic1.group(1)).as("eth1 is the second NIC (its MAC)").isEqualTo(MAC1);
@@ -151,6 +155,18 @@ class PackedRingGuestIT {
             // Default offloads: the guest hands the device TSO frames, far above an MTU-sized 1514 bytes.
             assertThat(VirtioNetd.counter(stats, "tx_bytes") / VirtioNetd.counter(stats, "tx_packets"))
                     .as("%s: average guest -> tap frame, bytes (TSO in use; %s)", s, stats).isGreaterThan(1514);
+        }
+        // QEMU's stop and cont: vhost_dev_stop asks each ring's base (GET_VRING_BASE), the start gives it back
+        // (SET_VRING_BASE) and the device goes on where it was. The base agrees with the ring: the device does not
+        // fall back to the position the ring's flags show.
+        String answers = GuestVm.qmp(qmp, "stop", "cont");
+        LOG.log(System.Logger.Level.INFO, "QMP: {0}", answers.strip());
+        for (Side s : List.of(a, b)) {
+            traffic(s, IPERF_SECONDS_AFTER_RESTART, "after QEMU stop and cont");
+            LOG.log(System.Logger.Level.INFO, "{0}: ring starts of the device:\n{1}", s, s.device.log().lines()
+                    .filter(l -> l.contains("started, size")).collect(Collectors.joining("\n")));
+            assertThat(s.device.log()).as("%s: the device after QEMU's stop and cont", s)
+                    .doesNotContain("resuming there");
         }
         for (Side s : List.of(a, b)) {
             killAndRestartUnderTraffic(s);
