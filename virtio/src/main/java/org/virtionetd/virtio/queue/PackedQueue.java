@@ -208,9 +208,11 @@ public final class PackedQueue implements DeviceRing {
      * nothing in flight, so the used position is the avail one (as DPDK's vhost library does; a front-end that
      * never read a base sends 0 for the used half). A base that the ring contradicts is replaced by the
      * position the ring shows ({@link PackedResume}): after a back-end was killed QEMU has no newer base than the
-     * one it sent at the start, since a packed ring keeps no index in memory it could read. Contradicted means:
-     * the ring shows one position, and the base is the reset value or its slot's USED flag says the device
-     * already used it in this lap.
+     * last one it had, the one it sent at the start or got from GET_VRING_BASE at its last stop (VM stop and
+     * cont, migration), since a packed ring keeps no index in memory it could read. Contradicted means: the ring
+     * shows one position and the base is another one. Checking only the base's own slot (its USED flag equal to
+     * its wrap counter: used in this lap already) misses a base one lap behind and past its slot, and a
+     * driver that refilled the ring while the back-end was gone leaves only the USED flags to tell.
      */
     @Override
     public String resumeAt(int base) {
@@ -221,8 +223,7 @@ public final class PackedQueue implements DeviceRing {
         }
         int avail = base & 0xffff;
         int shown = PackedResume.position(desc, descBase, size);
-        if (shown >= 0 && shown != avail && (PackedResume.isResetValue(base)
-                || ((flagsAt(index) & DESC_F_USED) != 0) == ((avail & WRAP) != 0))) {
+        if (shown >= 0 && shown != avail) {
             LOG.log(System.Logger.Level.INFO, "packed ring at 0x" + Long.toHexString(descAddress) + ": base "
                     + describe(avail) + " from the front-end, the ring shows the device was at " + describe(shown)
                     + "; resuming there");

@@ -5,7 +5,7 @@ import java.nio.ByteBuffer;
 /**
  * Reads from a packed ring where the device was (virtio 1.2, 2.8.1), for a front-end whose base cannot be
  * trusted: QEMU cannot read a packed ring's position back from guest memory, so after its back-end was killed it
- * sends the base it had at the start again.
+ * sends the last base it had again (the one of the driver's start, or of its last GET_VRING_BASE).
  *
  * <p>Why the USED flags tell: the driver makes a descriptor available with USED = !wrap, the device makes it used
  * with USED = wrap, where wrap is the counter of the lap the slot is in. With the device at slot U of a lap with
@@ -18,7 +18,9 @@ import java.nio.ByteBuffer;
  *
  * <p>This holds when each buffer is one ring descriptor (a Linux driver with INDIRECT_DESC). A chain of several
  * descriptors, or an in-order batch, leaves slots the device skipped with the driver's flags: the flags then step
- * more than once, and no position is read.
+ * more than once, and no position is read; except when the only such chain in the ring is the last one used
+ * before the device's position: the flags then step once, at that chain's second slot, and the position read is
+ * wrong.
  */
 final class PackedResume {
     private PackedResume() {
@@ -43,11 +45,6 @@ final class PackedResume {
             return first ? 0 : PackedQueue.WRAP;
         }
         return step | (first ? PackedQueue.WRAP : 0);
-    }
-
-    /** A base a front-end sends before it ever read one: slot 0 with wrap counter 1 (2.8.1), used half 0 or the same. */
-    static boolean isResetValue(int base) {
-        return (base & 0xffff) == PackedQueue.WRAP && ((base >>> 16) == 0 || (base >>> 16) == PackedQueue.WRAP);
     }
 
     private static boolean used(ByteBuffer desc, int descBase, int slot) {

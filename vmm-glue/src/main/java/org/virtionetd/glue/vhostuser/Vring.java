@@ -39,6 +39,12 @@ final class Vring {
      * word; until then it depends on PROTOCOL_FEATURES ({@link VringTable}).
      */
     boolean enableReceived;
+    /**
+     * Where the ring stood when SET_STATUS 0 reset the device, for the GET_VRING_BASE that QEMU 7.2 sends after it
+     * ({@link VringTable#stopAllForDeviceReset}); kept until the ring is given a base or starts again.
+     */
+    int baseAtReset;
+    boolean baseAtResetKept;
 
     Vring(int index) {
         this.index = index;

@@ -17,7 +17,8 @@ import java.util.function.BooleanSupplier;
 /**
  * One connection's vrings (vhost-user.rst, "Ring states"): what SET_VRING_* said about each ring, its kick, call
  * and err fds, and when the ring starts and stops on the device. The only reader of {@link Vring}'s fields. Whether
- * a ring runs and where it stands (its base) are the device's: asked from it, never copied here.
+ * a ring runs and where it stands (its base) are the device's: asked from it, copied here only when a device reset
+ * forgets it ({@link #stopAllForDeviceReset}).
  */
 final class VringTable {
     /** The transport logs under one name, so that one level setting covers all of it. */
@@ -154,6 +155,7 @@ final class VringTable {
         } catch (VirtioException e) {
             throw VhostUserException.refused("queue " + v.index + " base " + base + ": " + e.getMessage(), e);
         }
+        v.baseAtResetKept = false;
     }
 
     /** GET_VRING_BASE: stops the ring for good and returns its next available index. */
@@ -163,8 +165,9 @@ final class VringTable {
             throw VhostUserException.malformed("GET_VRING_BASE for queue " + Integer.toUnsignedString(index)
                     + ", the device has " + vrings.length);
         }
-        stopVring(vrings[index], true);
-        return device.queueBase(index);
+        Vring v = vrings[index];
+        stopVring(v, true);
+        return v.baseAtResetKept ? v.baseAtReset : device.queueBase(index);
     }
 
     void setKick(VhostUserMessage m) throws VhostUserException {
@@ -298,6 +301,7 @@ final class VringTable {
         } catch (VirtioException e) {
             throw VhostUserException.refused("queue " + v.index + " cannot start: " + e.getMessage(), e);
         }
+        v.baseAtResetKept = false;
         if (!v.enableReceived) {
             // "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the ring starts directly in the enabled
             // state ... If it has been negotiated, the ring is initialized in a disabled state".
@@ -397,10 +401,15 @@ final class VringTable {
     /**
      * SET_STATUS 0 resets the device's queues: ours stop for good and must be configured again, and each ring is
      * initialized again, so its enabled state is the PROTOCOL_FEATURES default until the next SET_VRING_ENABLE.
+     * Where each ring stood is kept for GET_VRING_BASE: QEMU 7.2's vhost_dev_stop (VM stop, migration) sends
+     * SET_STATUS 0 before GET_VRING_BASE and later resumes the ring at the base it got (later QEMUs send
+     * GET_VRING_BASE first); a base of the reset device would restart the ring at its beginning.
      */
     void stopAllForDeviceReset() {
         for (Vring v : vrings) {
             stopVring(v, true);
+            v.baseAtReset = device.queueBase(v.index);
+            v.baseAtResetKept = true;
             v.configured = false;
             v.enableReceived = false;
         }

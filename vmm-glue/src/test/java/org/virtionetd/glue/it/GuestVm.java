@@ -97,6 +97,7 @@ public final class GuestVm implements AutoCloseable {
     public static final class Builder {
         private Path socket;
         private boolean reconnect;
+        private Path qmp;
         private String tap;
         private NetNs netns;
         private String ip;
@@ -109,6 +110,7 @@ public final class GuestVm implements AutoCloseable {
         private int cpus = 1;
         private int memoryMiB = 512;
         private final List<String> extraAppend = new ArrayList<>();
+        private final List<String[]> moreNics = new ArrayList<>();
 
         private Builder() {
         }
@@ -122,6 +124,12 @@ public final class GuestVm implements AutoCloseable {
         /** {@code reconnect=1} on the vhost-user chardev: QEMU retries every second when the back-end goes. */
         public Builder reconnect(boolean on) {
             this.reconnect = on;
+            return this;
+        }
+
+        /** A QMP server socket at this path ({@link GuestVm#qmp(Path, String...)} sends commands to it). */
+        public Builder qmp(Path socketPath) {
+            this.qmp = socketPath;
             return this;
         }
 
@@ -161,6 +169,16 @@ public final class GuestVm implements AutoCloseable {
          */
         public Builder command(String shellScript) {
             this.command = shellScript;
+            return this;
+        }
+
+        /**
+         * One more virtio-net-pci NIC (eth1, eth2, ... in the order given) on another vhost-user socket, with its
+         * MAC and extra device properties (may be empty); {@link #reconnect} applies to its chardev too. The guest
+         * configures only eth0: the command brings the others up.
+         */
+        public Builder moreVhostUserNic(Path socketPath, String nicMac, String properties) {
+            this.moreNics.add(new String[] {socketPath.toString(), nicMac, properties});
             return this;
         }
 
@@ -221,6 +239,9 @@ public final class GuestVm implements AutoCloseable {
                     "-monitor", "none", "-serial", "file:" + serial,
                     "-object", "memory-backend-memfd,id=mem,size=" + memoryMiB + "M,share=on",
                     "-numa", "node,memdev=mem"));
+            if (qmp != null) {
+                argv.addAll(List.of("-qmp", "unix:" + qmp + ",server=on,wait=off"));
+            }
             String device = "virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0";
             if (socket != null) {
                 argv.addAll(List.of("-chardev", "socket,id=c0,path=" + socket + (reconnect ? ",reconnect=1" : ""),
@@ -234,8 +255,18 @@ public final class GuestVm implements AutoCloseable {
             for (String p : deviceProperties) {
                 device += "," + p;
             }
-            argv.addAll(List.of("-device", device, "-kernel", vmlinuz.toString(), "-initrd", img.toString(),
-                    "-append", append));
+            argv.addAll(List.of("-device", device));
+            for (int i = 0; i < moreNics.size(); i++) {
+                String[] nic = moreNics.get(i);
+                String id = Integer.toString(i + 1);
+                argv.addAll(List.of("-chardev",
+                        "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""),
+                        "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id,
+                        "-device", "virtio-net-pci,netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
+                                + (nic[2].isEmpty() ? "" : "," + nic[2])));
+                device += "; vhost-user " + nic[0] + " " + nic[1] + " " + nic[2];
+            }
+            argv.addAll(List.of("-kernel", vmlinuz.toString(), "-initrd", img.toString(), "-append", append));
             if (netns != null) {
                 argv = netns.wrap(argv);
             }
@@ -268,6 +299,35 @@ public final class GuestVm implements AutoCloseable {
             }
             return a.toString();
         }
+    }
+
+    /**
+     * Runs QMP commands without arguments (e.g. {@code stop}, {@code cont}) one after the other on the socket of
+     * {@link Builder#qmp}; each returns when QEMU answered it. Fails with QEMU's answers when one is an error.
+     */
+    public static String qmp(Path socket, String... commands) {
+        String script = String.join("\n",
+                "import json, socket, sys",
+                "s = socket.socket(socket.AF_UNIX)",
+                "s.settimeout(60)",
+                "s.connect(sys.argv[1])",
+                "f = s.makefile('rw')",
+                "def answer():",
+                "    while True:",
+                "        m = json.loads(f.readline())",
+                "        if 'event' not in m:",
+                "            return m",
+                "answer()",
+                "for c in ['qmp_capabilities'] + sys.argv[2:]:",
+                "    f.write(json.dumps({'execute': c}) + '\\n')",
+                "    f.flush()",
+                "    r = answer()",
+                "    print(c, json.dumps(r))",
+                "    if 'error' in r:",
+                "        sys.exit(1)");
+        List<String> argv = new ArrayList<>(List.of("python3", "-c", script, socket.toString()));
+        argv.addAll(List.of(commands));
+        return Cmd.run(Duration.ofSeconds(120), argv).orFail().output();
     }
 
     /** The serial log file (kept until {@link #close()}). */
