@@ -210,9 +210,10 @@ public final class PackedQueue implements DeviceRing {
      * position the ring shows ({@link PackedResume}): after a back-end was killed QEMU has no newer base than the
      * last one it had, the one it sent at the start or got from GET_VRING_BASE at its last stop (VM stop and
      * cont, migration), since a packed ring keeps no index in memory it could read. Contradicted means: the ring
-     * shows one position and the base is another one. Checking only the base's own slot (its USED flag equal to
-     * its wrap counter: used in this lap already) misses a base one lap behind and past its slot, and a
-     * driver that refilled the ring while the back-end was gone leaves only the USED flags to tell.
+     * shows one position and the base is another one, not explained by the rest of a chain ahead of the step
+     * ({@link PackedResume#resumePoint}). Checking only the base's own slot (its USED flag equal to its wrap
+     * counter: used in this lap already) misses a base one lap behind and past its slot, and a driver that
+     * refilled the ring while the back-end was gone leaves only the USED flags to tell.
      */
     @Override
     public String resumeAt(int base) {
@@ -222,8 +223,8 @@ public final class PackedQueue implements DeviceRing {
                     + " is not below the queue size " + size;
         }
         int avail = base & 0xffff;
-        int shown = PackedResume.position(desc, descBase, size);
-        if (shown >= 0 && shown != avail) {
+        int shown = PackedResume.resumePoint(desc, descBase, size, avail);
+        if (shown != avail) {
             LOG.log(System.Logger.Level.INFO, "packed ring at 0x" + Long.toHexString(descAddress) + ": base "
                     + describe(avail) + " from the front-end, the ring shows the device was at " + describe(shown)
                     + "; resuming there");

@@ -19,11 +19,61 @@ import java.nio.ByteBuffer;
  * <p>This holds when each buffer is one ring descriptor (a Linux driver with INDIRECT_DESC). A chain of several
  * descriptors, or an in-order batch, leaves slots the device skipped with the driver's flags: the flags then step
  * more than once, and no position is read; except when the only such chain in the ring is the last one used
- * before the device's position: the flags then step once, at that chain's second slot, and the position read is
- * wrong.
+ * before the device's position: the flags then step once, at that chain's second slot. {@link #resumePoint} tells
+ * that case from a stale base: a stale base is behind the device, the tails of that chain are ahead of the step.
  */
 final class PackedResume {
+    /**
+     * The most slots after a chain's first that {@link #resumePoint} takes for that chain's: a Linux virtio-net
+     * driver without INDIRECT_DESC chains at most the header, the linear part and MAX_SKB_FRAGS (17) fragments.
+     */
+    static final int MAX_TAILS = 18;
+
     private PackedResume() {
+    }
+
+    /**
+     * Where to resume given a front-end's {@code base} (slot with the wrap counter in bit 15): the base, unless the
+     * ring shows another position ({@link #position}); then that one, unless the base is at most
+     * {@link #MAX_TAILS} slots ahead of it and those slots are the rest of the chain used just before it: the
+     * driver's available flags on each, the last one holding the buffer ID of the used descriptor before them
+     * (2.8.6: the ID is in a chain's last descriptor; the device writes it in the used one). A base QEMU kept from
+     * an earlier time is behind the device, never ahead.
+     */
+    static int resumePoint(ByteBuffer desc, int descBase, int size, int base) {
+        int shown = position(desc, descBase, size);
+        if (shown < 0 || shown == base) {
+            return base;
+        }
+        int ahead = Math.floorMod(sequence(base, size) - sequence(shown, size), 2 * size);
+        if (ahead == 0 || ahead > MAX_TAILS || ahead >= size) {
+            return shown;
+        }
+        int head = (shown & (PackedQueue.WRAP - 1)) == 0 ? size - 1 : (shown & (PackedQueue.WRAP - 1)) - 1;
+        int headFlags = flags(desc, descBase, head);
+        if (((headFlags & PackedQueue.DESC_F_AVAIL) != 0) != ((headFlags & PackedQueue.DESC_F_USED) != 0)) {
+            return shown;
+        }
+        int slot = shown & (PackedQueue.WRAP - 1);
+        boolean wrap = (shown & PackedQueue.WRAP) != 0;
+        for (int i = 0; i < ahead; i++) {
+            if (!PackedQueue.isAvailable(flags(desc, descBase, slot), wrap)) {
+                return shown;
+            }
+            if (i == ahead - 1 && id(desc, descBase, slot) != id(desc, descBase, head)) {
+                return shown;
+            }
+            if (++slot == size) {
+                slot = 0;
+                wrap = !wrap;
+            }
+        }
+        return base;
+    }
+
+    /** A position's place in the two-lap sequence: laps with wrap counter 1 first, then 0 (2.8.1). */
+    private static int sequence(int position, int size) {
+        return (position & (PackedQueue.WRAP - 1)) + ((position & PackedQueue.WRAP) != 0 ? 0 : size);
     }
 
     /** The position the ring shows (slot, with the wrap counter in bit 15), or -1 if the flags step more than once. */
@@ -48,6 +98,14 @@ final class PackedResume {
     }
 
     private static boolean used(ByteBuffer desc, int descBase, int slot) {
-        return (desc.getShort(descBase + PackedQueue.DESC_SIZE * slot + 14) & PackedQueue.DESC_F_USED) != 0;
+        return (flags(desc, descBase, slot) & PackedQueue.DESC_F_USED) != 0;
+    }
+
+    private static int flags(ByteBuffer desc, int descBase, int slot) {
+        return desc.getShort(descBase + PackedQueue.DESC_SIZE * slot + 14) & 0xffff;
+    }
+
+    private static int id(ByteBuffer desc, int descBase, int slot) {
+        return desc.getShort(descBase + PackedQueue.DESC_SIZE * slot + 12) & 0xffff;
     }
 }

@@ -239,9 +239,11 @@ final class RingModel {
 
     /**
      * Where a front-end's base puts the device (-1: refused, the avail index is not below the size): the base's avail
-     * half, unless the ring shows another position and the base is the reset value or its slot's USED flag says the
-     * device already used it in that lap. The ring shows a position when its USED flags step at most once: at slot U,
-     * slots before U holding W (position U, wrap W); all equal: slot 0 with the opposite wrap.
+     * half, unless the ring shows another position. The ring shows a position when its USED flags step at most once:
+     * at slot U, slots before U holding W (position U, wrap W); all equal: slot 0 with the opposite wrap. The base
+     * still wins when it is 1..18 descriptors ahead of that position in the descriptor sequence and those
+     * descriptors are the rest of the chain whose used descriptor sits just before the position: each available for
+     * its lap, the last one with that used descriptor's ID, which must have AVAIL equal to USED.
      */
     int resumePosition(int base, IntPredicate usedBit) {
         int index = base & (WRAP - 1);
@@ -262,10 +264,34 @@ final class RingModel {
             previous = u;
         }
         int shown = steps > 1 ? -1 : steps == 0 ? (first ? 0 : WRAP) : step | (first ? WRAP : 0);
-        int usedHalf = base >>> 16;
-        boolean reset = avail == WRAP && (usedHalf == 0 || usedHalf == WRAP);
-        boolean contradicted = reset || usedBit.test(index) == ((avail & WRAP) != 0);
-        return shown >= 0 && shown != avail && contradicted ? shown : avail;
+        if (shown < 0 || shown == avail) {
+            return avail;
+        }
+        // Sequence numbers over two laps: wrap 1 is the first lap, wrap 0 the second.
+        long shownSeq = (shown & (WRAP - 1)) + ((shown & WRAP) != 0 ? 0 : size);
+        long baseSeq = index + ((avail & WRAP) != 0 ? 0 : size);
+        long ahead = ((baseSeq - shownSeq) % (2L * size) + 2L * size) % (2L * size);
+        if (ahead == 0 || ahead > 18 || ahead >= size) {
+            return shown;
+        }
+        long[] head = slot.apply((int) ((shownSeq - 1 + 2L * size) % size));
+        int headFlags = (int) head[2];
+        if (((headFlags >> 7) & 1) != ((headFlags >> 15) & 1)) {
+            return shown;
+        }
+        for (long k = 0; k < ahead; k++) {
+            long seq = (shownSeq + k) % (2L * size);
+            int wrapBit = seq < size ? 1 : 0;
+            long[] d = slot.apply((int) (seq % size));
+            int f = (int) d[2];
+            if (((f >> 7) & 1) != wrapBit || ((f >> 15) & 1) == wrapBit) {
+                return shown;
+            }
+            if (k == ahead - 1 && d[0] != head[0]) {
+                return shown;
+            }
+        }
+        return avail;
     }
 
     @Override

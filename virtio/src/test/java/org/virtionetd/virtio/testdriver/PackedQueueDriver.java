@@ -56,7 +56,7 @@ public final class PackedQueueDriver implements QueueDriver {
     private final ArrayDeque<Integer> freeIds = new ArrayDeque<>();
     private final Map<Integer, Chain> outstanding = new TreeMap<>();
     /** Outstanding chains in the order they were made available (IN_ORDER: the order they come back). */
-    private final ArrayDeque<Chain> availOrder = new ArrayDeque<>();
+    private final AvailOrder availOrder = new AvailOrder();
     private final ArrayDeque<UsedElement> recentUsed = new ArrayDeque<>();
     /** Heads placed and not yet published: slot and flags, written at {@link #publish()}. */
     private final List<int[]> pendingHeads = new ArrayList<>();
@@ -277,7 +277,7 @@ public final class PackedQueueDriver implements QueueDriver {
         freeDescriptors -= n;
         pendingDescriptors += n;
         outstanding.put(id, c);
-        availOrder.addLast(c);
+        availOrder.offered(c);
         return c;
     }
 
@@ -449,7 +449,7 @@ public final class PackedQueueDriver implements QueueDriver {
                         + Integer.toUnsignedString(rawLen) + " but the chain has only " + c.writableLength()
                         + " device-writable bytes: " + c);
             }
-            List<Chain> batch = returnedBy(c);
+            List<Chain> batch = availOrder.returnedBy(c, inOrder);
             int skip = 0;
             for (Chain b : batch) {
                 outstanding.remove(b.head());
@@ -474,24 +474,6 @@ public final class PackedQueueDriver implements QueueDriver {
         return out;
     }
 
-    /**
-     * The chains a used descriptor for {@code c} returns: {@code c} alone, or with IN_ORDER every chain made
-     * available up to it (2.8.9: the device skips the whole batch; the driver finds its size by the ID).
-     */
-    private List<Chain> returnedBy(Chain c) {
-        if (!inOrder) {
-            availOrder.remove(c);
-            return List.of(c);
-        }
-        List<Chain> batch = new ArrayList<>();
-        while (true) {
-            Chain b = availOrder.removeFirst();
-            batch.add(b);
-            if (b == c) {
-                return batch;
-            }
-        }
-    }
 
     @Override
     public void releaseBuffers(Chain chain) {

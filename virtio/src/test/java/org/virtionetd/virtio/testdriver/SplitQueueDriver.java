@@ -49,7 +49,7 @@ public final class SplitQueueDriver implements QueueDriver {
     private final ArrayDeque<Integer> freeSlots = new ArrayDeque<>();
     private final Map<Integer, Chain> outstanding = new TreeMap<>();
     /** Outstanding chains in the order they were made available (IN_ORDER: the order they come back). */
-    private final ArrayDeque<Chain> availOrder = new ArrayDeque<>();
+    private final AvailOrder availOrder = new AvailOrder();
     /** The last used elements read, for failure messages. */
     private final ArrayDeque<UsedElement> recentUsed = new ArrayDeque<>();
     private int availIdx;
@@ -413,7 +413,7 @@ public final class SplitQueueDriver implements QueueDriver {
                         + " says len " + Integer.toUnsignedString(len) + " but the chain has only "
                         + c.writableLength() + " device-writable bytes: " + c);
             }
-            List<Chain> batch = returnedBy(c);
+            List<Chain> batch = availOrder.returnedBy(c, inOrder);
             if (i + batch.size() > n) {
                 throw new AssertionError("queue " + name + ": IN_ORDER used ring entry " + ringIndex + " for head " + id
                         + " returns " + batch.size() + " buffers, but used idx " + idx + " moved only " + (n - i)
@@ -435,24 +435,6 @@ public final class SplitQueueDriver implements QueueDriver {
         return out;
     }
 
-    /**
-     * The chains a used element for {@code c} returns: {@code c} alone, or with IN_ORDER every chain made
-     * available up to it (2.7.9: one used element for a batch, used idx moved by the batch's size).
-     */
-    private List<Chain> returnedBy(Chain c) {
-        if (!inOrder) {
-            availOrder.remove(c);
-            return List.of(c);
-        }
-        List<Chain> batch = new ArrayList<>();
-        while (true) {
-            Chain b = availOrder.removeFirst();
-            batch.add(b);
-            if (b == c) {
-                return batch;
-            }
-        }
-    }
 
     @Override
     public void releaseBuffers(Chain chain) {
@@ -529,7 +511,7 @@ public final class SplitQueueDriver implements QueueDriver {
 
     void placeHead(Chain c) {
         outstanding.put(c.head(), c);
-        availOrder.addLast(c);
+        availOrder.offered(c);
         placeRaw(c.head());
     }
 

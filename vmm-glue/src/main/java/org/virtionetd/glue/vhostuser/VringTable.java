@@ -158,7 +158,7 @@ final class VringTable {
         v.baseAtResetKept = false;
     }
 
-    /** GET_VRING_BASE: stops the ring for good and returns its next available index. */
+    /** GET_VRING_BASE: stops the ring for good and returns its base (as for SET_VRING_BASE, split or packed). */
     int stopAndGetBase(int index) throws VhostUserException {
         if (index < 0 || index >= vrings.length) {
             // The front-end waits for a vring state we cannot give: end the connection.
