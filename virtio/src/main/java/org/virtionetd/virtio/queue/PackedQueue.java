@@ -55,7 +55,8 @@ public final class PackedQueue implements DeviceRing {
     private final long deviceEventAddress;
     private final boolean eventIdx;
     private final boolean indirect;
-    private final UsedBatch batch;
+    /** The writing side: next used slot and wrap counter, the burst's pending flags, the IN_ORDER batch. */
+    private final PackedUsedDescriptors used;
 
     private GuestMemory memory;
     private ByteBuffer desc;
@@ -68,9 +69,6 @@ public final class PackedQueue implements DeviceRing {
     /** Slot the device reads next and its avail wrap counter (2.8.1: starts at 0 and 1). */
     private int nextAvail;
     private boolean availWrap = true;
-    /** Slot the device writes its next used descriptor at and its used wrap counter. */
-    private int nextUsed;
-    private boolean usedWrap = true;
     /** Where the used position was at the last notification decision (2.8.10: the window since then). */
     private int signalledUsed;
     private boolean signalledWrap = true;
@@ -84,11 +82,6 @@ public final class PackedQueue implements DeviceRing {
      * to this core and back for nothing).
      */
     private int deviceEventShown = -1;
-
-    /** Used descriptors written (ID, length) since the last publish whose flags are still to be written. */
-    private final int[] pendingSlot;
-    private final short[] pendingFlags;
-    private int pendingCount;
 
     /**
      * A queue of {@code size} descriptors; {@code eventIdx}, {@code indirect} and {@code inOrder} say whether
@@ -104,9 +97,7 @@ public final class PackedQueue implements DeviceRing {
         this.indirect = indirect;
         int n = validSize(size) ? size : 1;
         this.takenSlots = new int[n];
-        this.pendingSlot = new int[n];
-        this.pendingFlags = new short[n];
-        this.batch = inOrder ? new UsedBatch() : null;
+        this.used = new PackedUsedDescriptors(size, descAddress, inOrder);
     }
 
     /** A queue size the packed layout accepts: 1..32768 (2.8). */
@@ -158,6 +149,7 @@ public final class PackedQueue implements DeviceRing {
         deviceEvent = deviceChunk;
         deviceEventBase = GuestMemory.offset(u);
         deviceEventShown = -1;
+        used.bind(mem, descChunk, descBase);
         return null;
     }
 
@@ -179,7 +171,7 @@ public final class PackedQueue implements DeviceRing {
     /** The next slot to write with its used wrap counter in bit 15. */
     @Override
     public int nextUsed() {
-        return nextUsed | (usedWrap ? WRAP : 0);
+        return used.position();
     }
 
     /** vhost-user.rst: bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap counter. */
@@ -189,18 +181,13 @@ public final class PackedQueue implements DeviceRing {
     }
 
     @Override
-    public void setPosition(int avail, int used) {
+    public void setPosition(int avail, int usedPosition) {
         nextAvail = avail & (WRAP - 1);
         availWrap = (avail & WRAP) != 0;
-        nextUsed = used & (WRAP - 1);
-        usedWrap = (used & WRAP) != 0;
-        signalledUsed = nextUsed;
-        signalledWrap = usedWrap;
+        used.setPosition(usedPosition);
+        signalledUsed = used.slot();
+        signalledWrap = used.wrap();
         takenTop = 0;
-        pendingCount = 0;
-        if (batch != null) {
-            batch.open = false;
-        }
     }
 
     /**
@@ -361,57 +348,12 @@ public final class PackedQueue implements DeviceRing {
 
     @Override
     public void addUsed(DescriptorChain chain, int writtenLength) {
-        if (batch != null) {
-            if (writtenLength == 0) {
-                batch.add(chain.head(), chain.slots());
-                return;
-            }
-            batch.close();
-        }
-        writeUsed(chain.head(), writtenLength, chain.slots());
-    }
-
-    /**
-     * Writes a used descriptor's ID and length at the next used slot and skips the chain's slots (2.8.6); its
-     * flags follow at {@link #publishUsed}. WRITE is set when the length counts written bytes (2.8.4).
-     */
-    private void writeUsed(int id, int writtenLength, int slots) {
-        if (pendingCount == pendingSlot.length) {
-            // More chains than slots before a publish: only a driver that rewrote flags the device had not yet
-            // returned gets here. Publish what is pending rather than lose track of it.
-            publishPending();
-        }
-        int at = descBase + DESC_SIZE * nextUsed;
-        desc.putInt(at + 8, writtenLength);
-        desc.putShort(at + 12, (short) id);
-        int flags = (usedWrap ? DESC_F_AVAIL | DESC_F_USED : 0) | (writtenLength != 0 ? DESC_F_WRITE : 0);
-        pendingSlot[pendingCount] = nextUsed;
-        pendingFlags[pendingCount] = (short) flags;
-        pendingCount++;
-        nextUsed += slots;
-        if (nextUsed >= size) {
-            nextUsed -= size;
-            usedWrap = !usedWrap;
-        }
+        used.add(chain.head(), writtenLength, chain.slots());
     }
 
     @Override
     public void publishUsed() {
-        if (batch != null) {
-            batch.close();
-        }
-        publishPending();
-    }
-
-    private void publishPending() {
-        // The first one last: until it is written the driver, which reads used descriptors in ring order, sees
-        // none of the burst, and then all of it.
-        for (int i = pendingCount - 1; i >= 0; i--) {
-            int slot = pendingSlot[i];
-            U16.setRelease(desc, descBase + DESC_SIZE * slot + 14, pendingFlags[i]);
-            memory.markDirty(descAddress + (long) DESC_SIZE * slot + 8, 8);
-        }
-        pendingCount = 0;
+        used.publish();
     }
 
     /**
@@ -424,6 +366,8 @@ public final class PackedQueue implements DeviceRing {
         VarHandle.fullFence();
         int old = signalledUsed;
         boolean oldWrap = signalledWrap;
+        int nextUsed = used.slot();
+        boolean usedWrap = used.wrap();
         signalledUsed = nextUsed;
         signalledWrap = usedWrap;
         if (old == nextUsed && oldWrap == usedWrap) {
@@ -476,34 +420,7 @@ public final class PackedQueue implements DeviceRing {
     @Override
     public String toString() {
         return String.format("PackedQueue[size=%d desc=0x%x driver=0x%x device=0x%x next_avail=%d/%d next_used=%d/%d]",
-                size, descAddress, driverEventAddress, deviceEventAddress, nextAvail, availWrap ? 1 : 0, nextUsed,
-                usedWrap ? 1 : 0);
-    }
-
-    /**
-     * VIRTIO_F_IN_ORDER (2.8.9 / 2.7.9): buffers used in the order they were made available may be returned as one
-     * used descriptor, at the batch's first slot with the last buffer's ID, the device skipping the whole batch.
-     * Only buffers the device wrote nothing to are batched: a driver learns one length per used descriptor.
-     */
-    private final class UsedBatch {
-        boolean open;
-        int id;
-        int slots;
-
-        void add(int bufferId, int chainSlots) {
-            if (open && slots + chainSlots > size) {
-                close();
-            }
-            id = bufferId;
-            slots = open ? slots + chainSlots : chainSlots;
-            open = true;
-        }
-
-        void close() {
-            if (open) {
-                open = false;
-                writeUsed(id, 0, slots);
-            }
-        }
+                size, descAddress, driverEventAddress, deviceEventAddress, nextAvail, availWrap ? 1 : 0, used.slot(),
+                used.wrap() ? 1 : 0);
     }
 }
