@@ -33,26 +33,12 @@ import static org.virtionetd.virtio.testdriver.PackedQueueDriver.WRAP;
 class PackedQueueTest {
     private final GuestMemory memory;
     private final Virtqueue queue = new Virtqueue(0);
-    private final Counts counts = new Counts();
+    private final CountingNotifications counts = new CountingNotifications();
     private final long[] notified = {0};
     private PackedQueueDriver driver;
     private DescriptorChain chain;
     private long features;
 
-    private static final class Counts implements NotificationCounters {
-        long notified;
-        long suppressed;
-
-        @Override
-        public void notified() {
-            notified++;
-        }
-
-        @Override
-        public void suppressed() {
-            suppressed++;
-        }
-    }
 
     PackedQueueTest() throws Exception {
         memory = MemfdGuestMemory.create(0, 8L << 20);

@@ -32,22 +32,8 @@ class VirtqueueTest {
     private QueueDriver driver;
     private final Virtqueue queue = new Virtqueue(0);
     private final DescriptorChain chain = new DescriptorChain(SIZE);
-    private final Counts counts = new Counts();
+    private final CountingNotifications counts = new CountingNotifications();
 
-    private static final class Counts implements NotificationCounters {
-        long notified;
-        long suppressed;
-
-        @Override
-        public void notified() {
-            notified++;
-        }
-
-        @Override
-        public void suppressed() {
-            suppressed++;
-        }
-    }
 
     VirtqueueTest() throws Exception {
         memory = MemfdGuestMemory.create(0, 4L << 20);
