@@ -1,9 +1,9 @@
 package org.virtionetd.virtio.queue;
 
 /**
- * A rule of the split (virtio 1.2, section 2.7) or packed (2.8) virtqueue broken by the driver. {@link #kind()} says which rule;
- * {@link Kind#fatal()} says whether the queue can go on (the chain is returned with length 0) or the device must
- * be marked NEEDS_RESET because the ring itself cannot be trusted.
+ * A rule of the split (virtio 1.2, section 2.7) or packed (2.8) virtqueue broken by the driver. {@link #kind()}
+ * says which rule; {@link Kind#fatal()} says whether the queue can go on (the chain is returned with length 0) or
+ * the device must be marked NEEDS_RESET because the ring itself cannot be trusted.
  */
 public final class QueueException extends Exception {
     private static final long serialVersionUID = 1L;

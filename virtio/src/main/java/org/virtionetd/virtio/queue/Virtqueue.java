@@ -252,8 +252,8 @@ public final class Virtqueue {
     }
 
     /**
-     * Asks the driver to kick on new buffers, then looks again (2.7.10 / 2.8.10): returns true if work arrived, which the
-     * driver may have added before it saw the request and so without kicking. Processing must then go on.
+     * Asks the driver to kick on new buffers, then looks again (2.7.10 / 2.8.10): returns true if work arrived,
+     * which the driver may have added before it saw the request and so without kicking. Processing must then go on.
      */
     public boolean enableNotification() {
         ring.setKickWanted(true);
