@@ -350,19 +350,17 @@ final class RxPath {
         return ((byteAt(hdrLen + 14) << 8) | byteAt(hdrLen + 15)) & 0xfff;
     }
 
-    /** Publishes a received frame of {@code n} bytes: used entries per chain and num_buffers (5.1.6.4). */
+    /**
+     * Publishes a received frame of {@code n} bytes: num_buffers (5.1.6.4), then per chain its pages marked in the
+     * dirty log and its used entry. num_buffers is the last write to the guest's buffers, so it comes before the
+     * marks: a log sync between a mark and a later write to the same page would miss that write
+     * (vhost-user.rst, "Migration": the back-end marks the pages it wrote).
+     */
     private void complete(int n, int hdrLen, boolean mergeable) {
-        int remaining = n;
         int used = 0;
-        DirtyLog log = queue.memory().dirtyLog();
-        while (remaining > 0 && used < pendingCount) {
-            DescriptorChain c = pending[used];
-            int take = (int) Math.min(c.writableBytes(), remaining);
-            if (log != DirtyLog.NONE) {
-                markWritten(c, take);
-            }
-            queue.addUsed(c, take);
-            remaining -= take;
+        long left = n;
+        while (left > 0 && used < pendingCount) {
+            left -= Math.min(pending[used].writableBytes(), left);
             used++;
             if (!mergeable) {
                 break;
@@ -372,6 +370,17 @@ final class RxPath {
             // 5.1.6.4: num_buffers is the number of buffers used; 1 when MRG_RXBUF is not negotiated.
             putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET, used & 0xff);
             putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
+        }
+        DirtyLog log = queue.memory().dirtyLog();
+        int remaining = n;
+        for (int i = 0; i < used; i++) {
+            DescriptorChain c = pending[i];
+            int take = (int) Math.min(c.writableBytes(), remaining);
+            if (log != DirtyLog.NONE) {
+                markWritten(c, take);
+            }
+            queue.addUsed(c, take);
+            remaining -= take;
         }
         usedSinceNotify = true;
         burstPackets++;
