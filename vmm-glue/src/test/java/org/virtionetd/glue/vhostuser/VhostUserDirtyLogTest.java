@@ -51,10 +51,14 @@ class VhostUserDirtyLogTest {
         assertThat(device.violations()).isEmpty();
     }
 
-    /** Pages whose bit is set, read the way the front-end reads the log. */
     List<Long> dirtyPages() {
+        return dirtyPages(logMap + LOG_OFFSET);
+    }
+
+    /** Pages whose bit is set in the {@link #LOG_BYTES}-byte log at {@code log0}, read as the front-end reads it. */
+    static List<Long> dirtyPages(long log0) {
         List<Long> pages = new ArrayList<>();
-        com.sun.jna.Pointer log = new com.sun.jna.Pointer(logMap + LOG_OFFSET);
+        com.sun.jna.Pointer log = new com.sun.jna.Pointer(log0);
         for (int i = 0; i < LOG_BYTES; i++) {
             int b = log.getByte(i) & 0xff;
             for (int bit = 0; bit < 8; bit++) {
@@ -67,7 +71,11 @@ class VhostUserDirtyLogTest {
     }
 
     void clearLog() {
-        new com.sun.jna.Pointer(logMap + LOG_OFFSET).setMemory(0, LOG_BYTES, (byte) 0);
+        clearLog(logMap + LOG_OFFSET);
+    }
+
+    static void clearLog(long log0) {
+        new com.sun.jna.Pointer(log0).setMemory(0, LOG_BYTES, (byte) 0);
     }
 
     FakeVhostUserFrontEnd connectWithLog() throws Exception {

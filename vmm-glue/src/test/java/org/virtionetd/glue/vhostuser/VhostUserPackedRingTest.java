@@ -38,7 +38,7 @@ class VhostUserPackedRingTest {
     static final long PACKED = VirtioFeature.bit(VirtioFeature.RING_PACKED);
     static final long LOG_ALL = VirtioFeature.bit(VirtioFeature.VHOST_F_LOG_ALL);
     static final int SIZE = 256;
-    static final int LOG_BYTES = 4096;
+    static final int LOG_BYTES = VhostUserDirtyLogTest.LOG_BYTES;
     /** A frame as the TX path takes it: the 12-byte virtio_net_hdr (VERSION_1) and 60 bytes of Ethernet. */
     static final int TX_LENGTH = 12 + 60;
 
@@ -281,7 +281,7 @@ class VhostUserPackedRingTest {
                 fe.sendState(VhostUserRequest.SET_VRING_ENABLE, NEED_REPLY, q, 1);
                 assertThat(fe.replyU64(VhostUserRequest.SET_VRING_ENABLE)).isZero();
             }
-            clearLog(logMap);
+            VhostUserDirtyLogTest.clearLog(logMap);
             guest.putShort(at + 14, (short) PackedQueue.DESC_F_AVAIL);
             VarHandle.fullFence();
             txKick.signal();
@@ -292,8 +292,8 @@ class VhostUserPackedRingTest {
             assertThat(guest.getShort(at + 12)).as("used buffer ID").isEqualTo((short) 3);
             // The device marks a page after writing it: the flags may be seen a moment before the mark.
             List<Long> wanted = List.of(desc(1) >> 12, logGuestAddr(1) >> 12);
-            await(() -> dirtyPages(logMap).containsAll(wanted), () -> "dirty pages " + dirtyPages(logMap));
-            List<Long> dirty = dirtyPages(logMap);
+            await(() -> VhostUserDirtyLogTest.dirtyPages(logMap).containsAll(wanted), () -> "dirty pages " + VhostUserDirtyLogTest.dirtyPages(logMap));
+            List<Long> dirty = VhostUserDirtyLogTest.dirtyPages(logMap);
             assertThat(dirty).as("pages marked (used descriptor in the descriptor ring, page 0x%x; TX device event"
                     + " area logged at log_guest_addr, page 0x%x)", desc(1) >> 12, logGuestAddr(1) >> 12)
                     .contains(desc(1) >> 12, logGuestAddr(1) >> 12)
@@ -303,24 +303,5 @@ class VhostUserPackedRingTest {
             LinuxNative.munmap(logMap, LOG_BYTES);
             LinuxNative.close(logfd);
         }
-    }
-
-    static void clearLog(long logMap) {
-        new com.sun.jna.Pointer(logMap).setMemory(0, LOG_BYTES, (byte) 0);
-    }
-
-    /** Pages whose bit is set, read the way the front-end reads the log. */
-    static List<Long> dirtyPages(long logMap) {
-        List<Long> pages = new ArrayList<>();
-        com.sun.jna.Pointer log = new com.sun.jna.Pointer(logMap);
-        for (int i = 0; i < LOG_BYTES; i++) {
-            int b = log.getByte(i) & 0xff;
-            for (int bit = 0; bit < 8; bit++) {
-                if ((b & (1 << bit)) != 0) {
-                    pages.add(i * 8L + bit);
-                }
-            }
-        }
-        return pages;
     }
 }
