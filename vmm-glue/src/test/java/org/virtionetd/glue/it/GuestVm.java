@@ -109,6 +109,10 @@ public final class GuestVm implements AutoCloseable {
         private int queues = 1;
         private int cpus = 1;
         private int memoryMiB = 512;
+        private int memorySlots;
+        private int maxMemoryMiB;
+        private String incoming;
+        private boolean rebootAllowed;
         private final List<String> extraAppend = new ArrayList<>();
         private final List<String[]> moreNics = new ArrayList<>();
 
@@ -178,7 +182,12 @@ public final class GuestVm implements AutoCloseable {
          * configures only eth0: the command brings the others up.
          */
         public Builder moreVhostUserNic(Path socketPath, String nicMac, String properties) {
-            this.moreNics.add(new String[] {socketPath.toString(), nicMac, properties});
+            return moreVhostUserNic(socketPath, nicMac, properties, 1);
+        }
+
+        /** Like {@link #moreVhostUserNic(Path, String, String)}, with {@code pairs} queue pairs ({@code mq=on}). */
+        public Builder moreVhostUserNic(Path socketPath, String nicMac, String properties, int pairs) {
+            this.moreNics.add(new String[] {socketPath.toString(), nicMac, properties, Integer.toString(pairs)});
             return this;
         }
 
@@ -211,6 +220,34 @@ public final class GuestVm implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Room for memory hot-plug: {@code -m SIZE,slots=N,maxmem=MAX}; a {@code pc-dimm} added at run time (QMP
+         * {@code object_add} + {@code device_add}) takes one slot.
+         */
+        public Builder memorySlots(int slots, int maxMiB) {
+            this.memorySlots = slots;
+            this.maxMemoryMiB = maxMiB;
+            return this;
+        }
+
+        /**
+         * The destination of a live migration: QEMU starts paused, waiting for the source's stream at {@code uri}
+         * (e.g. {@code unix:/path}); start it with the same options as the source, other sockets aside.
+         */
+        public Builder incoming(String uri) {
+            this.incoming = uri;
+            return this;
+        }
+
+        /**
+         * A guest reboot ({@code reboot -f}, QMP {@code system_reset}) resets the machine and boots it again, with
+         * the same kernel command line; by default ({@code -no-reboot}) QEMU exits instead.
+         */
+        public Builder rebootAllowed(boolean on) {
+            this.rebootAllowed = on;
+            return this;
+        }
+
         /** Extra words for the kernel command line. */
         public Builder append(String words) {
             this.extraAppend.add(words);
@@ -235,14 +272,22 @@ public final class GuestVm implements AutoCloseable {
             Path serial = dir.resolve("serial.log");
             List<String> argv = new ArrayList<>(List.of(
                     "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max",
-                    "-m", Integer.toString(memoryMiB), "-smp", Integer.toString(cpus), "-nographic", "-no-reboot",
+                    "-m", memoryMiB + "M" + (memorySlots > 0 ? ",slots=" + memorySlots + ",maxmem=" + maxMemoryMiB + "M" : ""),
+                    "-smp", Integer.toString(cpus), "-nographic",
                     "-monitor", "none", "-serial", "file:" + serial,
                     "-object", "memory-backend-memfd,id=mem,size=" + memoryMiB + "M,share=on",
                     "-numa", "node,memdev=mem"));
+            if (!rebootAllowed) {
+                argv.add("-no-reboot");
+            }
             if (qmp != null) {
                 argv.addAll(List.of("-qmp", "unix:" + qmp + ",server=on,wait=off"));
             }
-            String device = "virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0";
+            if (incoming != null) {
+                argv.addAll(List.of("-incoming", incoming));
+            }
+            // The ids (nic0, nic1, ...) name the NICs for QMP device_del.
+            String device = "virtio-net-pci,id=nic0,netdev=n0,mac=" + mac + ",vectors=0";
             if (socket != null) {
                 argv.addAll(List.of("-chardev", "socket,id=c0,path=" + socket + (reconnect ? ",reconnect=1" : ""),
                         "-netdev", "vhost-user,id=n0,chardev=c0,queues=" + queues));
@@ -261,9 +306,9 @@ public final class GuestVm implements AutoCloseable {
                 String id = Integer.toString(i + 1);
                 argv.addAll(List.of("-chardev",
                         "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""),
-                        "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id,
-                        "-device", "virtio-net-pci,netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
-                                + (nic[2].isEmpty() ? "" : "," + nic[2])));
+                        "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id + ",queues=" + nic[3],
+                        "-device", "virtio-net-pci,id=nic" + id + ",netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
+                                + (nic[3].equals("1") ? "" : ",mq=on") + (nic[2].isEmpty() ? "" : "," + nic[2])));
                 device += "; vhost-user " + nic[0] + " " + nic[1] + " " + nic[2];
             }
             argv.addAll(List.of("-kernel", vmlinuz.toString(), "-initrd", img.toString(), "-append", append));
@@ -302,8 +347,10 @@ public final class GuestVm implements AutoCloseable {
     }
 
     /**
-     * Runs QMP commands without arguments (e.g. {@code stop}, {@code cont}) one after the other on the socket of
-     * {@link Builder#qmp}; each returns when QEMU answered it. Fails with QEMU's answers when one is an error.
+     * Runs QMP commands one after the other on the socket of {@link Builder#qmp}; each returns when QEMU answered
+     * it. A command is a name without arguments ({@code stop}, {@code cont}) or a whole QMP object
+     * ({@code {"execute": "migrate", "arguments": {...}}}). Returns one line per command, the command then QEMU's
+     * answer as JSON; fails with QEMU's answers when one is an error.
      */
     public static String qmp(Path socket, String... commands) {
         String script = String.join("\n",
@@ -319,7 +366,7 @@ public final class GuestVm implements AutoCloseable {
                 "            return m",
                 "answer()",
                 "for c in ['qmp_capabilities'] + sys.argv[2:]:",
-                "    f.write(json.dumps({'execute': c}) + '\\n')",
+                "    f.write((c if c.startswith('{') else json.dumps({'execute': c})) + '\\n')",
                 "    f.flush()",
                 "    r = answer()",
                 "    print(c, json.dumps(r))",
@@ -328,6 +375,11 @@ public final class GuestVm implements AutoCloseable {
         List<String> argv = new ArrayList<>(List.of("python3", "-c", script, socket.toString()));
         argv.addAll(List.of(commands));
         return Cmd.run(Duration.ofSeconds(120), argv).orFail().output();
+    }
+
+    /** A QMP command object: {@code execute} with {@code arguments} given as JSON object text (may be "{}"). */
+    public static String qmpCommand(String execute, String argumentsJson) {
+        return "{\"execute\": \"" + execute + "\", \"arguments\": " + argumentsJson + "}";
     }
 
     /** The serial log file (kept until {@link #close()}). */

@@ -126,6 +126,43 @@ public final class VirtioNetd implements AutoCloseable {
         return d;
     }
 
+    /**
+     * Starts one virtio-netd process serving one device per tap of {@code taps} (the first with --socket/--backend/
+     * --control, the others with --device), with sockets {@code DIR/NAME-TAP.sock} and {@code DIR/NAME-TAP.ctl}, and
+     * waits until all sockets exist. Returns one view per device; they share the process, and closing any ends it.
+     */
+    public static List<VirtioNetd> startDevices(NetNs ns, String name, List<String> taps, String... extraArgs) {
+        List<String> argv = new ArrayList<>(List.of(java(), "-jar", jar().toString()));
+        List<Path[]> paths = new ArrayList<>();
+        for (int i = 0; i < taps.size(); i++) {
+            Path socket = ns.dir().resolve(name + "-" + taps.get(i) + ".sock");
+            Path control = ns.dir().resolve(name + "-" + taps.get(i) + ".ctl");
+            paths.add(new Path[] {socket, control});
+            if (i == 0) {
+                argv.addAll(List.of("--socket", socket.toString(), "--backend", "tap:" + taps.get(i), "--control",
+                        control.toString()));
+            } else {
+                argv.addAll(List.of("--device", "socket=" + socket + ",backend=tap:" + taps.get(i) + ",control="
+                        + control));
+            }
+        }
+        argv.addAll(List.of(extraArgs));
+        Spawned p = ns.spawn(name, argv.toArray(String[]::new));
+        List<VirtioNetd> devices = new ArrayList<>();
+        for (int i = 0; i < taps.size(); i++) {
+            devices.add(new VirtioNetd(p, paths.get(i)[0], paths.get(i)[1], taps.get(i)));
+        }
+        VirtioNetd first = devices.get(0);
+        Poll.until("the " + taps.size() + " vhost-user and control sockets of virtio-netd " + name,
+                START_TIMEOUT, () -> !p.isAlive() || paths.stream().allMatch(
+                        x -> Files.exists(x[0]) && Files.exists(x[1])), () -> first.logTail(30));
+        if (!p.isAlive()) {
+            throw new AssertionError("virtio-netd " + name + " exited before making its sockets; " + argv + "\n"
+                    + first.logTail(30));
+        }
+        return devices;
+    }
+
     public Path socket() {
         return socket;
     }

@@ -1,0 +1,303 @@
+package org.virtionetd.glue.it;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.virtionetd.virtio.testsupport.Cmd;
+import org.virtionetd.virtio.testsupport.NetNs;
+import org.virtionetd.virtio.testsupport.Spawned;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.MatchResult;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Live migration (pre-copy) of one guest, with byte-checked streams running both ways through every hop, between
+ * QEMUs on this host whose NICs are on virtio-netd. The guest has two NICs: eth0 (split ring, one queue pair,
+ * GUEST_ANNOUNCE) on bridge br0 and eth1 (packed ring, two queue pairs, {@code guest_announce=off} so that QEMU
+ * sends SEND_RARP) on br1; each place the guest can run has one tap per NIC in those bridges, and one device per tap.
+ *
+ * <p>Hops: A -> B with both places' devices in one process; B -> A (the same VM migrated back, a second migration);
+ * A -> C, a second process; then C -> D, with D's process killed (SIGKILL) in the middle of the migration: the
+ * migration fails, the guest keeps running on C, no process of D's side is left.
+ *
+ * <p>Checked: every stream's SHA-256 at both ends (offloads on: with GUEST_CSUM the guest checks no checksum the
+ * device did not write, so only the bytes prove that the dirty log held every page the device wrote); no TCP
+ * checksum error and no PAWS-rejected (old) segment in the guest; the destination's devices carry the traffic; the
+ * source's device unmaps the guest's memory when its QEMU quits; the bridge learns the new port, from the guest's
+ * announcement on eth0 and from the device's RARP (SEND_RARP) on eth1; frames queued in a tap while no front-end ran
+ * its device do not reach the guest when it comes back.
+ */
+@Tag("integration")
+class LiveMigrationIT {
+    private static final System.Logger LOG = System.getLogger(LiveMigrationIT.class.getName());
+    private static final Duration STEP = Duration.ofSeconds(120);
+    private static final String HOST0 = "10.77.0.1";
+    private static final String HOST1 = "10.78.0.1";
+    private static final String GUEST0 = "10.77.0.2";
+    private static final String MAC0 = "52:54:00:12:34:56";
+    private static final String MAC1 = "52:54:00:12:34:58";
+    private static final long UNLIMITED = 4L << 30;
+    private static final int STALE_FRAMES = 20;
+    private static final List<String> DOWN = List.of("d0", "d1a", "d1b");
+    private static final List<String> UP = List.of("u0", "u1");
+
+    /** Where the guest can run: the device of each NIC. */
+    private record Place(String name, VirtioNetd eth0, VirtioNetd eth1) {
+        String describe() {
+            return name + " eth0: " + eth0.describe() + "\n" + name + " eth1: " + eth1.describe();
+        }
+    }
+
+    @Test
+    @Timeout(value = 15, unit = TimeUnit.MINUTES)
+    void streamsSurviveMigrationsThereAndBackAcrossProcessesAndADestinationKilledMidway() {
+        try (NetNs ns = NetNs.create()) {
+            List<String> taps = List.of("a0", "a1", "b0", "b1", "c0", "c1", "d0", "d1");
+            for (String t : taps) {
+                ns.exec("ip", "tuntap", "add", "dev", t, "mode", "tap", "multi_queue");
+                ns.up(t);
+            }
+            ns.addBridge("br0", "a0", "b0", "c0", "d0");
+            ns.addBridge("br1", "a1", "b1", "c1", "d1");
+            ns.addAddress("br0", HOST0 + "/24");
+            ns.addAddress("br1", HOST1 + "/24");
+            List<VirtioNetd> started = new ArrayList<>();
+            List<GuestVm> vms = new ArrayList<>();
+            try (GuestPeer peer = GuestPeer.start(ns)) {
+                List<VirtioNetd> p1 = VirtioNetd.startDevices(ns, "p1", List.of("a0", "a1", "b0", "b1"), "--queues", "2");
+                started.addAll(p1);
+                List<VirtioNetd> p2 = VirtioNetd.startDevices(ns, "p2", List.of("c0", "c1"), "--queues", "2");
+                started.addAll(p2);
+                Place a = new Place("A (process p1)", p1.get(0), p1.get(1));
+                Place b = new Place("B (process p1)", p1.get(2), p1.get(3));
+                Place c = new Place("C (process p2)", p2.get(0), p2.get(1));
+                Failures.withContext(() -> describe(vms, peer, started),
+                        () -> run(ns, peer, a, b, c, vms, started));
+            } finally {
+                for (GuestVm vm : vms) {
+                    vm.close();
+                }
+                for (VirtioNetd d : started) {
+                    d.close();
+                }
+            }
+        }
+    }
+
+    private static String describe(List<GuestVm> vms, GuestPeer peer, List<VirtioNetd> devices) {
+        StringBuilder s = new StringBuilder();
+        if (!vms.isEmpty()) {
+            GuestVm vm = vms.get(vms.size() - 1);
+            s.append("newest guest ").append(vm).append(" serial log tail:\n").append(Cmd.indent(Cmd.tail(vm.output(), 40)));
+        }
+        s.append("\nguest peer:\n").append(Cmd.indent(peer.log())).append('\n');
+        for (VirtioNetd d : devices) {
+            s.append(d).append(": ").append(d.isAlive() ? d.describe() : "(ended)").append('\n');
+        }
+        return s.toString();
+    }
+
+    private static GuestVm.Builder guest(Place p, Path qmp) {
+        return GuestVm.builder().vhostUser(p.eth0().socket()).qmp(qmp)
+                .moreVhostUserNic(p.eth1().socket(), MAC1, "packed=on,guest_announce=off", 2)
+                .mac(MAC0).ip(GUEST0 + "/24").command(GuestPeer.agentCommand(HOST0));
+    }
+
+    private static void run(NetNs ns, GuestPeer peer, Place a, Place b, Place c, List<GuestVm> vms,
+                            List<VirtioNetd> started) throws Exception {
+        Path qmpA = ns.dir().resolve("qmp-a.sock");
+        GuestVm vm = guest(a, qmpA).start();
+        vms.add(vm);
+        vm.awaitReady(GuestVm.BOOT_TIMEOUT);
+        peer.run(vm, String.join("\n",
+                "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done",
+                "ip addr add 10.78.0.2/24 dev eth1 && ip link set eth1 up && ethtool -L eth1 combined 2",
+                "ping -c 2 -W 5 " + HOST0 + " > /dev/null && ping -c 2 -W 5 " + HOST1 + " > /dev/null"), STEP);
+        long[] before = guestCounters(peer, vm);
+        peer.run(vm, String.join("\n",
+                GuestPeer.downloadStream("d0", HOST0), GuestPeer.downloadStream("d1a", HOST1),
+                GuestPeer.downloadStream("d1b", HOST1), GuestPeer.uploadStream("u0", HOST0),
+                GuestPeer.uploadStream("u1", HOST1)), STEP);
+        awaitTraffic(a);
+
+        // Hop 1: A -> B, one process.
+        int mapsBefore = memfdMappings(a.eth0());
+        Spawned rarp = ns.spawn("rarp-b1", "tcpdump", "-i", "b1", "-n", "-e", "-c", "1", "ether", "proto", "0x8035");
+        Poll.until("tcpdump on b1 listening", Duration.ofSeconds(20),
+                () -> rarp.output().contains("listening on") || !rarp.isAlive(), rarp::output);
+        vm = hop(ns, vm, qmpA, b, "b", vms);
+        Path qmpB = ns.dir().resolve("qmp-b.sock");
+        assertThat(rarp.awaitExit(STEP)).as("tcpdump of RARP on b1: %s", rarp.output()).isZero();
+        assertThat(rarp.output()).as("the RARP the device sent on b1 after SEND_RARP").contains(MAC1);
+        awaitLearned(ns, "br0", MAC0, "b0");
+        awaitLearned(ns, "br1", MAC1, "b1");
+        Poll.until("p1 to unmap A's guest memory after A's QEMU quit (memfd mappings back to " + mapsBefore + ")",
+                Duration.ofSeconds(30), () -> memfdMappings(a.eth0()) <= mapsBefore,
+                () -> "memfd mappings of p1: " + memfdMappings(a.eth0()));
+
+        // Frames that reach A's tap now queue there: nobody reads A's devices until the guest comes back.
+        injectStaleFrames(ns, "a0", STALE_FRAMES);
+        long noPortsBefore = guestCounters(peer, vm)[2];
+
+        // Hop 2: B -> A, the same VM migrated back.
+        vm = hop(ns, vm, qmpB, a, "a2", vms);
+        long noPortsAfter = guestCounters(peer, vm)[2];
+        assertThat(noPortsAfter - noPortsBefore)
+                .as("UDP datagrams to a closed port the guest got across hop 2: the %d queued in A's tap while no "
+                        + "front-end ran A must not reach the guest", STALE_FRAMES).isZero();
+        awaitLearned(ns, "br0", MAC0, "a0");
+
+        // Hop 3: A -> C, another process.
+        vm = hop(ns, vm, ns.dir().resolve("qmp-a2.sock"), c, "c", vms);
+
+        // Hop 4: C -> D, D's process killed in the middle.
+        List<VirtioNetd> p3 = VirtioNetd.startDevices(ns, "p3", List.of("d0", "d1"), "--queues", "2");
+        started.addAll(p3);
+        Place d = new Place("D (process p3)", p3.get(0), p3.get(1));
+        Path qmpC = ns.dir().resolve("qmp-c.sock");
+        Path qmpD = ns.dir().resolve("qmp-d.sock");
+        GuestVm dst = guest(d, qmpD).incoming("unix:" + ns.dir().resolve("mig-d")).start();
+        vms.add(dst);
+        Migration.awaitQmp(qmpD, dst, STEP);
+        Migration.start(qmpC, "unix:" + ns.dir().resolve("mig-d"), 16L << 20);
+        Poll.until("the migration to D to have moved 8 MiB", STEP, () -> {
+            Map<String, Object> q = Migration.query(qmpC);
+            Object ram = q.get("ram");
+            return !"active".equals(q.get("status")) && !"setup".equals(q.get("status"))
+                    || ram instanceof Map && ((Long) ((Map<?, ?>) ram).get("transferred")) > (8L << 20);
+        }, () -> "query-migrate: " + Migration.query(qmpC));
+        Map<String, Object> killedAt = Migration.query(qmpC);
+        Cmd.check("kill", "-KILL", Long.toString(d.eth0().process().pid()));
+        Map<String, Object> end = Migration.awaitEnd(qmpC, Migration.TIMEOUT);
+        LOG.log(System.Logger.Level.INFO, "hop 4: D killed at {0}; migration ended {1}", killedAt, end);
+        assertThat(killedAt.get("status")).as("the migration was under way when D was killed: %s", killedAt)
+                .isEqualTo("active");
+        assertThat(end.get("status")).as("the migration to D after its device died: %s", end).isEqualTo("failed");
+        Poll.until("the guest to run on C again", STEP, () -> "running".equals(Migration.runState(qmpC)),
+                () -> "C: " + Migration.runState(qmpC));
+        assertThat(p3.get(0).process().awaitExit(Duration.ofSeconds(30))).as("p3 after SIGKILL").isEqualTo(137);
+        if (dst.isAlive()) {
+            GuestVm.qmp(qmpD, "quit");
+        }
+        Poll.until("D's QEMU to exit", Duration.ofSeconds(30), () -> !dst.isAlive(), dst::toString);
+        peer.run(vm, "ping -c 2 -W 5 " + HOST0 + " > /dev/null && ping -c 2 -W 5 " + HOST1 + " > /dev/null", STEP);
+
+        // The streams end on C; every byte checked at both ends.
+        for (String s : DOWN) {
+            peer.stopDownloadStream(s);
+        }
+        peer.run(vm, String.join("\n", GuestPeer.stopUploadStream("u0"), GuestPeer.stopUploadStream("u1")), STEP);
+        for (String s : DOWN) {
+            peer.assertSameBytes(vm, s, 1 << 20, STEP);
+        }
+        for (String s : UP) {
+            peer.assertSameBytes(vm, s, 1 << 20, STEP);
+        }
+        long[] after = guestCounters(peer, vm);
+        assertThat(after[1] - before[1]).as("guest TcpInCsumErrors over the four hops").isZero();
+        assertThat(after[0] - before[0]).as("guest TcpExtPAWSEstab over the four hops: old segments delivered")
+                .isZero();
+    }
+
+    /**
+     * Migrates the guest running behind {@code sourceQmp} to {@code to}: the destination QEMU started with
+     * {@code -incoming}, the source quit once the destination runs. Returns the destination.
+     */
+    private static GuestVm hop(NetNs ns, GuestVm source, Path sourceQmp, Place to, String tag, List<GuestVm> vms) {
+        Path qmp = ns.dir().resolve("qmp-" + tag + ".sock");
+        String uri = "unix:" + ns.dir().resolve("mig-" + tag);
+        GuestVm dst = guest(to, qmp).incoming(uri).start();
+        vms.add(dst);
+        Migration.awaitQmp(qmp, dst, STEP);
+        long rxBefore = rxPackets(to);
+        long t0 = System.nanoTime();
+        Migration.start(sourceQmp, uri, UNLIMITED);
+        Map<String, Object> end = Migration.awaitEnd(sourceQmp, Migration.TIMEOUT);
+        LOG.log(System.Logger.Level.INFO, "hop to {0}: {1} in {2} ms: {3}", to.name(), end.get("status"),
+                (System.nanoTime() - t0) / 1_000_000, end);
+        assertThat(end.get("status")).as("migration to %s: %s", to.name(), end).isEqualTo("completed");
+        Poll.until("the guest to run on " + to.name(), STEP, () -> "running".equals(Migration.runState(qmp)),
+                () -> to.name() + ": " + Migration.runState(qmp));
+        GuestVm.qmp(sourceQmp, "quit");
+        Poll.until("the source QEMU to exit after quit", Duration.ofSeconds(30), () -> !source.isAlive(),
+                source::toString);
+        source.close();
+        awaitTraffic(to, rxBefore);
+        return dst;
+    }
+
+    private static long rxPackets(Place p) {
+        return VirtioNetd.counter(p.eth0().stats(), "rx_packets") + VirtioNetd.counter(p.eth1().stats(), "rx_packets");
+    }
+
+    /** Both of the place's devices carry the streams (receive and transmit packets grow). */
+    private static void awaitTraffic(Place p) {
+        awaitTraffic(p, 0);
+    }
+
+    private static void awaitTraffic(Place p, long rxBefore) {
+        Poll.until("the streams to run through " + p.name(), STEP, () -> {
+            Map<String, Object> s0 = p.eth0().stats();
+            Map<String, Object> s1 = p.eth1().stats();
+            return VirtioNetd.counter(s0, "rx_packets") + VirtioNetd.counter(s1, "rx_packets") > rxBefore + 1000
+                    && VirtioNetd.counter(s0, "tx_packets") > 100 && VirtioNetd.counter(s1, "tx_packets") > 100
+                    && VirtioNetd.counter(s1, "rx_packets") > 100;
+        }, p::describe);
+    }
+
+    /** The guest's TcpExt PAWSEstab, Tcp InCsumErrors, Udp NoPorts. */
+    private static long[] guestCounters(GuestPeer peer, GuestVm vm) {
+        String out = peer.run(vm, "echo VND-COUNTERS $(vnd-snmp TcpExt PAWSEstab) $(vnd-snmp Tcp InCsumErrors) "
+                + "$(vnd-snmp Udp NoPorts)", STEP);
+        MatchResult m = java.util.regex.Pattern.compile("VND-COUNTERS (\\d+) (\\d+) (\\d+)").matcher(out).results()
+                .findFirst().orElseThrow(() -> new AssertionError("no VND-COUNTERS in: " + out));
+        return new long[] {Long.parseLong(m.group(1)), Long.parseLong(m.group(2)), Long.parseLong(m.group(3))};
+    }
+
+    /** Waits (bounded) until the bridge's forwarding table has {@code mac} on {@code port}. */
+    private static void awaitLearned(NetNs ns, String bridge, String mac, String port) {
+        Poll.until(bridge + " to learn " + mac + " on " + port, Duration.ofSeconds(30),
+                () -> ns.exec("bridge", "fdb", "show", "br", bridge).lines()
+                        .anyMatch(l -> l.startsWith(mac + " dev " + port + " ")),
+                () -> ns.exec("bridge", "fdb", "show", "br", bridge));
+    }
+
+    /** The lines of /proc/PID/maps of the device's process that map a memfd (guest memory). */
+    private static int memfdMappings(VirtioNetd d) {
+        try {
+            return (int) Files.readAllLines(Path.of("/proc", Long.toString(d.process().pid()), "maps")).stream()
+                    .filter(l -> l.contains("/memfd:")).count();
+        } catch (java.io.IOException e) {
+            throw new AssertionError("cannot read the maps of " + d, e);
+        }
+    }
+
+    /** Sends {@code n} UDP datagrams for the guest (to port 9, where nothing listens) into {@code tap}. */
+    private static void injectStaleFrames(NetNs ns, String tap, int n) {
+        String script = String.join("\n",
+                "import socket, struct, sys",
+                "def csum(b):",
+                "    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))",
+                "    s = (s >> 16) + (s & 0xffff); s += s >> 16",
+                "    return ~s & 0xffff",
+                "payload = b'stale frame from before the migration'",
+                "udp = struct.pack('!HHHH', 40000, 9, 8 + len(payload), 0) + payload",
+                "ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,",
+                "    socket.inet_aton(sys.argv[3]), socket.inet_aton(sys.argv[4]))",
+                "ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]",
+                "eth = bytes.fromhex(sys.argv[5].replace(':', '')) + bytes.fromhex('020000000001') + b'\\x08\\x00'",
+                "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)",
+                "s.bind((sys.argv[1], 0))",
+                "for i in range(int(sys.argv[2])):",
+                "    s.send(eth + ip + udp)");
+        ns.exec("python3", "-c", script, tap, Integer.toString(n), HOST0, GUEST0, MAC0);
+    }
+}
