@@ -5,6 +5,7 @@ import org.virtionetd.backends.Backends;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
 import org.virtionetd.glue.control.StatsReport;
+import org.virtionetd.glue.vhostuser.LifecycleCounters;
 import org.virtionetd.glue.vhostuser.VhostUserServer;
 import org.virtionetd.virtio.device.DeviceStatus;
 import org.virtionetd.virtio.net.NetBackend;
@@ -224,7 +225,7 @@ public final class Main implements Callable<Integer> {
         try {
             server.start();
             if (d.control() != null) {
-                controlServer = new ControlServer(d.control(), handlers(name, device));
+                controlServer = new ControlServer(d.control(), handlers(name, device, server.lifecycle()));
             }
         } catch (IOException | RuntimeException e) {
             shutdown(List.of(new Served(name, device, server, controlServer)));
@@ -252,7 +253,8 @@ public final class Main implements Callable<Integer> {
         }
     }
 
-    static Map<String, Function<String, String>> handlers(String name, VirtioNetDevice device) {
+    static Map<String, Function<String, String>> handlers(String name, VirtioNetDevice device,
+                                                          LifecycleCounters lifecycle) {
         return Map.of(
                 "features", fmt -> {
                     FeatureReport r = new FeatureReport(name, device.offeredFeatures(), device.ackedFeatures(),
@@ -267,7 +269,7 @@ public final class Main implements Callable<Integer> {
                         cs.add(device.counters(p));
                         allocated[p] = device.loopAllocatedBytes(p);
                     }
-                    StatsReport r = new StatsReport(name, cs, allocated);
+                    StatsReport r = new StatsReport(name, cs, allocated, lifecycle.snapshot());
                     return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
                 });
     }

@@ -7,10 +7,16 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** The counters of every queue pair, as a table (one row per counter, one column per pair) or as JSON. */
+/**
+ * The counters of every queue pair, as a table (one row per counter, one column per pair) or as JSON, and the
+ * device's lifecycle counters (connections, resets, memory changes, dirty logging) below them or in a top-level
+ * {@code "lifecycle"} object.
+ */
 public final class StatsReport {
     private final String device;
     private final List<Map<String, Long>> pairs = new ArrayList<>();
+    /** By name, in the order shown; empty when the caller has none. */
+    private final Map<String, Long> lifecycle;
 
     public StatsReport(String device, List<NetCounters> counters) {
         this(device, counters, null);
@@ -18,7 +24,14 @@ public final class StatsReport {
 
     /** With {@code allocatedBytes[i]}: bytes allocated by pair i's event-loop thread (-1: not running). */
     public StatsReport(String device, List<NetCounters> counters, long[] allocatedBytes) {
+        this(device, counters, allocatedBytes, Map.of());
+    }
+
+    /** With the device's lifecycle counters by name (LifecycleCounters.snapshot), shown in their order. */
+    public StatsReport(String device, List<NetCounters> counters, long[] allocatedBytes,
+                       Map<String, Long> lifecycle) {
         this.device = device;
+        this.lifecycle = new LinkedHashMap<>(lifecycle);
         for (int i = 0; i < counters.size(); i++) {
             Map<String, Long> m = new LinkedHashMap<>(counters.get(i).snapshot());
             if (allocatedBytes != null) {
@@ -39,6 +52,9 @@ public final class StatsReport {
             qs.add(q);
         }
         m.put("queue_pairs", qs);
+        if (!lifecycle.isEmpty()) {
+            m.put("lifecycle", lifecycle);
+        }
         return Json.write(m);
     }
 
@@ -57,6 +73,10 @@ public final class StatsReport {
                 }
                 sb.append('\n');
             }
+        }
+        if (!lifecycle.isEmpty()) {
+            sb.append(String.format("%-28s %14s", "LIFECYCLE", "device")).append('\n');
+            lifecycle.forEach((name, v) -> sb.append(String.format("%-28s %14d", name, v)).append('\n'));
         }
         return sb.toString();
     }

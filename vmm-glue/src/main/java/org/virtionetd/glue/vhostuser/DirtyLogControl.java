@@ -4,13 +4,21 @@ import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.DirtyLog;
 import org.virtionetd.virtio.os.EventFd;
 
+import java.util.concurrent.atomic.LongAdder;
+
 /**
  * The dirty log a front-end shared for migration (vhost-user.rst, "Migration"): the log of SET_LOG_BASE, the fd of
  * SET_LOG_FD, and whether memory writes are marked into the log now (VHOST_F_LOG_ALL).
  */
 final class DirtyLogControl {
+    /** What every log of this connection counts newly set bits into ({@link LifecycleCounters}). */
+    private final LongAdder dirtyPages;
     private DirtyPageLog log;
     private EventFd logFd;
+
+    DirtyLogControl(LongAdder dirtyPages) {
+        this.dirtyPages = dirtyPages;
+    }
 
     /** The log of the last SET_LOG_BASE, or null. */
     DirtyPageLog log() {
@@ -24,8 +32,8 @@ final class DirtyLogControl {
     }
 
     /** Maps the log SET_LOG_BASE describes; it is not in use until {@link #replace}. */
-    static DirtyPageLog map(VhostUserMessage m) throws VhostUserException {
-        return DirtyPageLog.map(m.takeFd(0), m.logSize(), m.logOffset());
+    DirtyPageLog map(VhostUserMessage m) throws VhostUserException {
+        return DirtyPageLog.map(m.takeFd(0), m.logSize(), m.logOffset(), dirtyPages);
     }
 
     /** Makes {@code next} the log and returns the old one (or null), to be closed once no ring writes to it. */

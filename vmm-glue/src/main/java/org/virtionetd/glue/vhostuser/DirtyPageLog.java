@@ -53,11 +53,14 @@ public final class DirtyPageLog implements DirtyLog, AutoCloseable {
     private final long pages;
     private volatile UsedRing[] usedRings = new UsedRing[0];
     private final LongAdder outOfRange = new LongAdder();
+    /** Bits this log set from 0 to 1 are added here (the device's {@link LifecycleCounters}). */
+    private final LongAdder newlySet;
     private volatile boolean warned;
     private boolean closed;
 
-    private DirtyPageLog(int fd, long mapAddress, long mapLength, long delta, long size) {
+    private DirtyPageLog(int fd, long mapAddress, long mapLength, long delta, long size, LongAdder newlySet) {
         this.fd = fd;
+        this.newlySet = newlySet;
         this.mapAddress = mapAddress;
         this.mapLength = mapLength;
         this.firstBit = delta * 8;
@@ -70,9 +73,10 @@ public final class DirtyPageLog implements DirtyLog, AutoCloseable {
     /**
      * Maps {@code size} bytes of the log fd at {@code offset} (SET_LOG_BASE). Refuses a log that is empty, larger
      * than 2 GiB (16 TiB of guest memory), or that the fd's file does not hold (a mapping past the end would
-     * fault on first write). Takes ownership of fd, also on failure.
+     * fault on first write). Takes ownership of fd, also on failure. Marks add the number of bits they set from 0
+     * to 1 to {@code newlySet}.
      */
-    public static DirtyPageLog map(int fd, long size, long offset) throws VhostUserException {
+    public static DirtyPageLog map(int fd, long size, long offset, LongAdder newlySet) throws VhostUserException {
         try {
             if (size <= 0 || size > Integer.MAX_VALUE - 2 * 4096L) {
                 throw VhostUserException.refused("log size " + Long.toUnsignedString(size)
@@ -90,7 +94,7 @@ public final class DirtyPageLog implements DirtyLog, AutoCloseable {
             long delta = offset & 4095;
             long mapLength = delta + size;
             long address = LinuxNative.mmapShared(fd, offset - delta, mapLength);
-            return new DirtyPageLog(fd, address, mapLength, delta, size);
+            return new DirtyPageLog(fd, address, mapLength, delta, size, newlySet);
         } catch (IOException e) {
             LinuxNative.close(fd);
             throw VhostUserException.refused("cannot map the dirty log: " + e.getMessage(), e);
@@ -158,7 +162,12 @@ public final class DirtyPageLog implements DirtyLog, AutoCloseable {
             int index = (int) (word << 3);
             // A plain read first: pages written again and again are already marked, and an atomic costs more.
             if (((long) WORDS.getOpaque(words, index) & mask) != mask) {
-                WORDS.getAndBitwiseOr(words, index, mask);
+                // The OR returns the old word: the bits it set are counted without another read.
+                long old = (long) WORDS.getAndBitwiseOr(words, index, mask);
+                int set = Long.bitCount(mask & ~old);
+                if (set != 0) {
+                    newlySet.add(set);
+                }
             }
             bit = (word + 1) << 6;
         }

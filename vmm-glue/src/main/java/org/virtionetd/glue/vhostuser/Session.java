@@ -23,8 +23,9 @@ final class Session {
     private final UnixConnection connection;
     private final VirtioDevice device;
     private final long offeredProtocolFeatures;
+    private final LifecycleCounters lifecycle;
     private final MemoryTable memory = new MemoryTable();
-    private final DirtyLogControl dirtyLog = new DirtyLogControl();
+    private final DirtyLogControl dirtyLog;
     private final VringTable vrings;
     private boolean owner;
     /** Features as the front-end set them, vhost-user bits included. */
@@ -33,10 +34,13 @@ final class Session {
     private long deviceFeatures = -1;
     private long protocolFeatures;
 
-    Session(UnixConnection connection, VirtioDevice device, long offeredProtocolFeatures) {
+    Session(UnixConnection connection, VirtioDevice device, long offeredProtocolFeatures,
+            LifecycleCounters lifecycle) {
         this.connection = connection;
         this.device = device;
         this.offeredProtocolFeatures = offeredProtocolFeatures;
+        this.lifecycle = lifecycle;
+        this.dirtyLog = new DirtyLogControl(lifecycle.dirtyPages());
         this.vrings = new VringTable(device, memory, dirtyLog, this::protocolFeaturesAcked);
     }
 
@@ -139,6 +143,7 @@ final class Session {
         device.setMemory(change.next());
         vrings.moveToNewMemory();
         change.retire();
+        lifecycle.memoryChanged(change.next());
     }
 
     /** Installs the log into the current memory when VHOST_F_LOG_ALL is on, removes it otherwise. */
@@ -152,7 +157,7 @@ final class Session {
             if (!LOG_SHMFD.in(protocolFeatures)) {
                 throw VhostUserException.refused("SET_LOG_BASE without LOG_SHMFD negotiated");
             }
-            DirtyPageLog log = DirtyLogControl.map(m);
+            DirtyPageLog log = dirtyLog.map(m);
             // A device thread may be marking into the old log: stop the rings before unmapping it.
             List<Vring> paused = vrings.pauseRunning();
             DirtyPageLog old = dirtyLog.replace(log);
@@ -162,6 +167,7 @@ final class Session {
             if (old != null) {
                 old.close();
             }
+            lifecycle.logBaseChanged();
             LOG.log(System.Logger.Level.DEBUG, "dirty log of " + log.pages() + " pages");
             return 0;
         } catch (VhostUserException e) {
@@ -183,6 +189,7 @@ final class Session {
                     + " is not an 8-bit value");
         }
         if (status == 0) {
+            countReset();
             // 2.1.2: writing 0 resets the device, its queues with it (bases included); stop ours first so
             // that no queue runs on when the device forgets it.
             vrings.stopAllForDeviceReset();
@@ -196,12 +203,24 @@ final class Session {
 
     /** RESET_DEVICE: rings, fds and features forgotten; the memory table and the log stay. */
     void resetDevice() {
+        countReset();
         stopQueuesAndResetDevice();
         vrings.reset();
         features = 0;
         deviceFeatures = -1;
         installDirtyLog();
         giveMemoryAgain();
+    }
+
+    /**
+     * Counts a reset the front-end asks for (SET_STATUS 0, RESET_DEVICE) if the device has left its initial state
+     * (virtio 1.2, 2.4): a status, or features acked (a front-end without STATUS never sets one). A reset of a
+     * device that is already reset changes nothing and is not counted again.
+     */
+    private void countReset() {
+        if (device.status() != 0 || device.ackedFeatures() != 0) {
+            lifecycle.reset();
+        }
     }
 
     /** A device reset forgets the memory; the table is still ours. */
@@ -228,6 +247,7 @@ final class Session {
     /** At disconnect, after {@link #stopDevice} (even if it failed): memory and log unmapped, vring fds closed. */
     void release() {
         memory.close();
+        lifecycle.mapped(null);
         dirtyLog.close();
         vrings.closeFds();
     }

@@ -9,7 +9,6 @@ import org.virtionetd.virtio.os.LinuxNative;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.BitSet;
-import java.util.concurrent.atomic.AtomicLong;
 
 import static org.virtionetd.glue.vhostuser.VhostUserProtocolFeature.CONFIG;
 import static org.virtionetd.glue.vhostuser.VhostUserProtocolFeature.CONFIGURE_MEM_SLOTS;
@@ -58,8 +57,7 @@ public final class VhostUserServer implements AutoCloseable {
     private final Path socketPath;
     private final VirtioDevice device;
     private final long offeredProtocolFeatures;
-    private final AtomicLong connections = new AtomicLong();
-    private final AtomicLong disconnects = new AtomicLong();
+    private final LifecycleCounters lifecycle = new LifecycleCounters();
     private final BitSet unsupportedLogged = new BitSet();
     private final java.util.concurrent.atomic.AtomicLongArray handled = new java.util.concurrent.atomic.AtomicLongArray(64);
     private final VhostUserMessage message = new VhostUserMessage();
@@ -136,12 +134,17 @@ public final class VhostUserServer implements AutoCloseable {
 
     /** Front-ends accepted so far. */
     public long connections() {
-        return connections.get();
+        return lifecycle.connections();
     }
 
     /** Connections ended and cleaned up (device reset, memory unmapped, fds closed) so far. */
     public long disconnects() {
-        return disconnects.get();
+        return lifecycle.disconnects();
+    }
+
+    /** The device's connections, resets, memory changes and dirty logging, over all connections. */
+    public LifecycleCounters lifecycle() {
+        return lifecycle;
     }
 
     /** How many {@code request} messages were handled successfully (all connections). */
@@ -250,9 +253,9 @@ public final class VhostUserServer implements AutoCloseable {
 
     private void serve(int fd) throws IOException {
         UnixConnection connection = new UnixConnection(fd);
-        session = new Session(connection, device, offeredProtocolFeatures);
+        session = new Session(connection, device, offeredProtocolFeatures, lifecycle);
         dispatcher = new RequestDispatcher(session, device);
-        connections.incrementAndGet();
+        lifecycle.connected();
         connected = true;
         epoll.remove(listener.fd());
         LOG.log(System.Logger.Level.INFO, "vhost-user front-end connected on " + socketPath);
@@ -355,7 +358,7 @@ public final class VhostUserServer implements AutoCloseable {
         } finally {
             s.release();
             connected = false;
-            disconnects.incrementAndGet();
+            lifecycle.disconnected();
             // Last: a front-end that sees the socket close knows the device is already reset.
             s.closeConnection();
         }

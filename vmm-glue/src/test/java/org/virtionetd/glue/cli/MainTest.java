@@ -3,6 +3,7 @@ package org.virtionetd.glue.cli;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.virtionetd.glue.control.ControlServer;
+import org.virtionetd.glue.vhostuser.LifecycleCounters;
 import org.virtionetd.virtio.net.VirtioNetFeature;
 import org.virtionetd.virtio.testdriver.InMemoryBackend;
 import org.virtionetd.virtio.testsupport.NetFixture;
@@ -59,7 +60,8 @@ class MainTest {
         InMemoryBackend backend = new InMemoryBackend("mem", VirtioNetFeature.OFFLOADS);
         Path ctl = dir.resolve("ctl");
         try (NetFixture f = NetFixture.builder().backend(p -> backend).memory(8 << 20).build();
-             ControlServer server = new ControlServer(ctl, Main.handlers("test-device", f.device))) {
+             ControlServer server = new ControlServer(ctl, Main.handlers("test-device", f.device,
+                     new LifecycleCounters()))) {
             assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(ctl))).isEqualTo("rw-------");
             f.driver.start();
             Run table = run("features", "--control", ctl.toString());
@@ -71,7 +73,14 @@ class MainTest {
                     .contains("\"VIRTIO_F_VERSION_1\"");
             Run stats = run("stats", "--control", ctl.toString(), "--json");
             assertThat(stats.out()).contains("\"tx_packets\":0").contains("\"pair\":0");
-            assertThat(run("stats", "--control", ctl.toString()).out()).contains("rx_packets");
+            assertThat(stats.out()).as("lifecycle counters, a top-level object after the queue pairs")
+                    .contains("],\"lifecycle\":{\"connections\":0,\"reconnects\":0,\"disconnects\":0,"
+                            + "\"resets\":0,\"memory_table_changes\":0,\"memory_regions\":0,\"mapped_bytes\":0,"
+                            + "\"log_base_changes\":0,\"dirty_pages_logged\":0}}");
+            String statsTable = run("stats", "--control", ctl.toString()).out();
+            assertThat(statsTable).contains("rx_packets");
+            assertThat(statsTable).containsPattern("LIFECYCLE +device\n(?s).*\nreconnects +0\n(?s).*"
+                    + "\ndirty_pages_logged +0\n");
         }
     }
 }
