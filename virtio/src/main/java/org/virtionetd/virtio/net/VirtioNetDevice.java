@@ -43,6 +43,12 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     private volatile long driverAcked;
     private long proposed;
     private volatile int headerLength = VirtioNetHeader.LENGTH_LEGACY;
+    /**
+     * The header length the backends were last configured with. A reset does not reconfigure them, so a packet the
+     * device makes up itself (the RARP of SEND_RARP, which QEMU may send around a reset) takes this length, not
+     * {@link #headerLength}.
+     */
+    private volatile int backendHeaderLength = VirtioNetHeader.LENGTH_LEGACY;
     private volatile RxFilter filter;
     private volatile long guestOffloads;
     private volatile int activePairs = 1;
@@ -172,6 +178,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
                         + " cannot be configured for features 0x" + Long.toHexString(features) + ": " + e.getMessage());
             }
         }
+        backendHeaderLength = hdr;
         acked = features;
         driverAcked = driverFeatures;
         headerLength = hdr;
@@ -373,7 +380,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         frame.put(rarpMac).putInt(0).put(rarpMac).putInt(0);
         frame.position(0).limit(60);
         Packet p = new Packet(1);
-        p.reset(headerLength);
+        p.reset(backendHeaderLength);
         p.add(frame);
         synchronized (this) {
             queues.withLoopStopped(0, () -> {

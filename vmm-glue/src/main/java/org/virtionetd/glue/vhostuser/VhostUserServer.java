@@ -343,6 +343,14 @@ public final class VhostUserServer implements AutoCloseable {
                     }
                     return true;
             }
+        } catch (RuntimeException e) {
+            // A fault of ours, not of the front-end: the request fails, and this socket keeps serving (the thread
+            // ending here would leave the device unreachable until the process restarts).
+            LOG.log(System.Logger.Level.ERROR, VhostUserRequest.describe(id) + " failed inside the device", e);
+            if (ack) {
+                session.send(m.replyU64(id, 1));
+            }
+            return true;
         }
     }
 

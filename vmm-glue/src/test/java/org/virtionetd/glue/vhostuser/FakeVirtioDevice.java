@@ -279,9 +279,15 @@ final class FakeVirtioDevice implements VirtioDevice {
         this.status = status;
     }
 
+    /** When set, {@link #sendRarp} throws it: a fault inside the device, not the front-end's. */
+    volatile RuntimeException rarpFault;
+
     @Override
     public synchronized void sendRarp(byte[] mac) {
         call("sendRarp");
+        if (rarpFault != null) {
+            throw rarpFault;
+        }
         rarp = mac.clone();
     }
 

@@ -333,6 +333,28 @@ class VhostUserServerTest {
     }
 
     @Test
+    void aFaultInsideTheDeviceFailsTheRequestAndTheSocketKeepsServing() throws Exception {
+        device.rarpFault = new IllegalStateException("header length mismatch (a bug of the device)");
+        try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
+            negotiate(fe, PROTOCOL, 0);
+            fe.tx.putBytes(0, new byte[] {0x52, 0x54, 0, 1, 2, 3, 0, 0});
+            fe.send(VhostUserRequest.SEND_RARP.id(), NEED_REPLY, 8);
+            assertThat(fe.replyU64(VhostUserRequest.SEND_RARP)).as("REPLY_ACK of the failed request").isNotZero();
+            fe.sendNoPayload(VhostUserRequest.GET_MAX_MEM_SLOTS, PLAIN);
+            assertThat(fe.replyU64(VhostUserRequest.GET_MAX_MEM_SLOTS)).as("the connection still serves")
+                    .isEqualTo(VhostUserServer.MAX_MEM_SLOTS);
+        }
+        device.rarpFault = null;
+        await(() -> server.disconnects() == 1, () -> "disconnects " + server.disconnects());
+        try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
+            negotiate(fe, PROTOCOL, 0);
+            fe.sendNoPayload(VhostUserRequest.GET_MAX_MEM_SLOTS, PLAIN);
+            assertThat(fe.replyU64(VhostUserRequest.GET_MAX_MEM_SLOTS)).as("the socket serves a new front-end")
+                    .isEqualTo(VhostUserServer.MAX_MEM_SLOTS);
+        }
+    }
+
+    @Test
     void configStatusMtuAndRarp() throws Exception {
         try (FakeVhostUserFrontEnd fe = FakeVhostUserFrontEnd.connect(server.socketPath())) {
             negotiate(fe, PROTOCOL, 0);
