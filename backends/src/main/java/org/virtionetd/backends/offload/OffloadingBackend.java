@@ -303,6 +303,14 @@ public final class OffloadingBackend implements NetBackend {
         }
     }
 
+    /** What is pending here (the rest of one frame) and what the inner holds. */
+    @Override
+    public int discardQueued(int limit) throws IOException {
+        int n = pending.isEmpty() ? 0 : 1;
+        pending.clear();
+        return n + inner.discardQueued(limit);
+    }
+
     @Override
     public int receiveReadyFd() {
         return inner.receiveReadyFd();

@@ -102,6 +102,27 @@ public final class StagedFrame {
         }
     }
 
+    /**
+     * Drops the staged frame and reads and drops what {@code source} holds, until it has none or {@code limit}
+     * frames are dropped; returns how many were ({@link org.virtionetd.virtio.net.NetBackend#discardQueued}).
+     */
+    public int discardQueued(Source source, int limit) throws IOException {
+        int n = 0;
+        if (length > 0) {
+            length = 0;
+            n++;
+        }
+        while (n < limit) {
+            buffer.clear();
+            if (source.read(buffer) <= 0) {
+                break;
+            }
+            n++;
+        }
+        buffer.clear();
+        return n;
+    }
+
     /** Forgets the staged frame (its header length may no longer match). */
     public void discard() {
         length = 0;

@@ -242,6 +242,22 @@ public final class TapBackend implements NetBackend {
         }
     }
 
+    /** Reads the tap's queue empty (non-blocking reads until EAGAIN), at most {@code limit} frames. */
+    @Override
+    public int discardQueued(int limit) throws IOException {
+        if (gone) {
+            return 0;
+        }
+        try {
+            return staged.discardQueued(source, limit);
+        } catch (IOException e) {
+            if (checkGone("read")) {
+                return 0;
+            }
+            throw e;
+        }
+    }
+
     /**
      * After a failed read or write: is the interface gone (deleted)? Then say so once, in one line naming the tap,
      * and stop touching the fd until {@link #reattach()} brings it back.

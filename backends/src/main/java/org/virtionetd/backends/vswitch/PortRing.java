@@ -178,11 +178,13 @@ final class PortRing implements AutoCloseable {
         return count;
     }
 
-    /** Drops every record (the port's driver went away). */
-    synchronized void clear() {
+    /** Drops every record (they came while no driver ran the port's device); returns how many. */
+    synchronized int clear() {
+        int dropped = count;
         head = 0;
         count = 0;
         tail = 0;
+        return dropped;
     }
 
     @Override

@@ -361,6 +361,50 @@ class TapBackendTest {
         }
     }
 
+    /** Writes frames {@code first .. first+count-1} into the tap from the namespace's side (AF_PACKET). */
+    static void inject(NetNs ns, String tap, int first, int count) {
+        ns.exec("python3", "-c", String.join("\n",
+                "import socket, sys",
+                "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)",
+                "s.bind((sys.argv[1], 0))",
+                "first, count = int(sys.argv[2]), int(sys.argv[3])",
+                "for i in range(first, first + count):",
+                "    s.send(b'\\xff' * 6 + s.getsockname()[4] + b'\\x88\\xb5' + i.to_bytes(2, 'big') + bytes(44))"),
+                tap, Integer.toString(first), Integer.toString(count));
+    }
+
+    /** A frame {@link #inject} wrote: EtherType 0x88b5. */
+    static boolean injected(byte[] f) {
+        return f.length >= 16 && Frames.u16(f, 12) == 0x88b5;
+    }
+
+    /** The number {@link #inject} gave the frame. */
+    static int injectedNumber(byte[] f) {
+        return Frames.u16(f, 14);
+    }
+
+    /**
+     * What the tap queued while nothing read it (a device no driver runs) is read out and dropped, at most as many
+     * frames as asked for, and what comes afterwards is received.
+     */
+    @ParameterizedTest(name = "vnet header {0}")
+    @ValueSource(booleans = {true, false})
+    void framesQueuedWhileNothingReadAreDiscardedAndLaterOnesReceived(boolean offload) throws IOException {
+        try (Rig rig = new Rig(offload)) {
+            rig.backend.configure(VirtioNetFeature.bits(VirtioNetFeature.MRG_RXBUF), 12);
+            inject(rig.ns, rig.tap, 1, 10);
+            assertThat(rig.backend.discardQueued(4)).as("frames dropped, limit 4, 10 queued").isEqualTo(4);
+            Received fifth = awaitFrame(rig.backend, TapBackendTest::injected, "injected frame 5");
+            assertThat(injectedNumber(fifth.frame)).as("the first frame past the limit").isEqualTo(5);
+            assertThat(rig.backend.discardQueued(4096)).as("frames dropped, 5 left").isGreaterThanOrEqualTo(5);
+            assertThat(rig.backend.peekLength()).as("peekLength after the tap was emptied").isZero();
+            assertThat(rig.backend.discardQueued(4096)).as("frames dropped from an empty tap").isZero();
+            inject(rig.ns, rig.tap, 100, 1);
+            Received next = awaitFrame(rig.backend, TapBackendTest::injected, "injected frame 100");
+            assertThat(injectedNumber(next.frame)).as("the frame injected after the drop").isEqualTo(100);
+        }
+    }
+
     @Test
     void severalQueuesAttachToOneMultiQueueTap() throws IOException {
         String name = NetNs.uniqueLinkName("vnt");

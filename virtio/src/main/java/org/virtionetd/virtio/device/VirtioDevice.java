@@ -61,6 +61,15 @@ public interface VirtioDevice extends AutoCloseable {
     int stopQueue(int index);
 
     /**
+     * As {@link #stopQueue}, for a transport that restarts the queue at once while the driver runs on (a ring
+     * stopped around a memory table or dirty log change): a network device then delivers what its backend
+     * queued meanwhile, where after a stop it drops that as stale.
+     */
+    default int pauseQueue(int index) {
+        return stopQueue(index);
+    }
+
+    /**
      * Whether queue {@code index} runs: started and not stopped or reset since. The device owns that state; a
      * transport asks instead of keeping a copy. False for an index the device does not have.
      */

@@ -9,8 +9,9 @@ import java.util.List;
  * Modelled on bhyve's net_backends: backends see only buffers and feature bits, never virtqueues.
  *
  * <p>Threading: send, peekLength, receive are called from the queue pair's event-loop thread only;
- * configure before the loops start; setGuestOffloads from the thread serving the control queue (pair 0's), for
- * every pair's backend; capabilities and programmedOffloads from any thread.
+ * configure before the loops start; discardQueued with the pair's loop stopped; setGuestOffloads from the thread
+ * serving the control queue (pair 0's), for every pair's backend; capabilities and programmedOffloads from any
+ * thread.
  */
 public interface NetBackend extends AutoCloseable {
 
@@ -51,6 +52,18 @@ public interface NetBackend extends AutoCloseable {
      * device afterwards.
      */
     int receive(ByteBuffer[] slices, int count) throws IOException;
+
+    /**
+     * Drops the frames waiting for the guest (a tap's kernel queue, a switch port's ring, frames staged here) and
+     * returns how many. Called when a pair's receive queue starts after a reset or a stop, with the pair's loop
+     * stopped: they arrived while no driver ran the device (seconds or minutes ago: old TCP segments), and a NIC
+     * without a running driver drops what it receives. Frames read one by one are at most {@code limit}, so that
+     * a flood cannot hold up the start; a queue dropped in one step is dropped whole. A backend with nothing that
+     * outlives a driver (a generator) keeps the default.
+     */
+    default int discardQueued(int limit) throws IOException {
+        return 0;
+    }
 
     /** A file descriptor that becomes readable when a frame may be waiting, or -1 (then the device polls). */
     int receiveReadyFd();

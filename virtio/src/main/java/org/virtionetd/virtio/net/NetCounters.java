@@ -30,6 +30,11 @@ public final class NetCounters implements NotificationCounters {
     public final LongAdder rxDroppedRunt = new LongAdder();
     /** Frames the backend delivered with offloads the guest did not accept, dropped. */
     public final LongAdder rxBadOffload = new LongAdder();
+    /**
+     * Frames the backend held when the receive queue started after a reset or a stop (queued while no driver ran
+     * the device), dropped then ({@link NetBackend#discardQueued}).
+     */
+    public final LongAdder rxDroppedStale = new LongAdder();
     /** Chains that broke a rule of 2.7 (loops, bad indirect, outside memory...), returned with length 0. */
     public final LongAdder invalidChains = new LongAdder();
     /** Times the device set NEEDS_RESET because the ring itself was unusable. */

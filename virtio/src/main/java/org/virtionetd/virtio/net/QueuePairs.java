@@ -7,11 +7,18 @@ import org.virtionetd.virtio.queue.Notifier;
 import org.virtionetd.virtio.queue.Virtqueue;
 
 import java.io.IOException;
+import java.util.Arrays;
 
 /**
  * The device's virtqueues, numbered as 5.1.2 says (receiveq(p) = 2p, transmitq(p) = 2p+1, controlq = 2 * pairs),
  * and the event-loop thread of each pair: a queue is configured, started and stopped only while its pair's loop is
  * stopped, so that the loop is the one user of a running queue. The control queue runs on pair 0's loop.
+ *
+ * <p>A pair's receive queue starting for the first time, after a reset or after a stop drops first what the
+ * backend queued meanwhile ({@link NetBackend#discardQueued}): the tap outlives the front-end (a migration source,
+ * a disconnected or rebooted VM), the host goes on forwarding to it, and what it queued is seconds or minutes old
+ * when a driver runs the device again. A pause (the transport restarting a ring at once around a memory table
+ * change, the driver running all along) keeps it.
  *
  * <p>Called by {@link VirtioNetDevice} under its monitor.
  */
@@ -25,6 +32,11 @@ final class QueuePairs {
     private final NetCounters[] counters;
     private final VirtioNetDevice device;
     private final long busyPollNanos;
+    /** Whether pair p's backend may hold frames from before its receive queue ran: set at reset and stop. */
+    private final boolean[] rxStale;
+
+    /** Frames read one by one from a backend at a start, at most: a flood must not hold the start up. */
+    static final int STALE_DISCARD_LIMIT = 4096;
 
     QueuePairs(int pairs, NetBackend[] backends, NetCounters[] counters, VirtioNetDevice device, long busyPollNanos) {
         this.pairs = pairs;
@@ -37,6 +49,8 @@ final class QueuePairs {
             queues[i] = new Virtqueue(i);
         }
         this.loops = new QueuePairLoop[pairs];
+        this.rxStale = new boolean[pairs];
+        Arrays.fill(rxStale, true);
     }
 
     int count() {
@@ -89,19 +103,58 @@ final class QueuePairs {
         }
         q.setKick(kick);
         q.setNotifier(notifier);
+        if (isReceiveQueue(index) && rxStale[pair]) {
+            rxStale[pair] = false;
+            discardStale(pair);
+        }
         startLoop(pair);
     }
 
     /** Stops queue {@code index} (its pair's loop goes on with the others) and returns its base (GET_VRING_BASE). */
     int stop(int index) {
+        return stop(index, true);
+    }
+
+    /** As {@link #stop}, for a restart that follows at once: what the backend queues meanwhile is delivered. */
+    int pause(int index) {
+        return stop(index, false);
+    }
+
+    private int stop(int index, boolean stale) {
         if (!exists(index)) {
             return 0;
         }
         int pair = pairOf(index);
         stopLoop(pair);
         queues[index].stop();
+        if (stale && isReceiveQueue(index)) {
+            rxStale[pair] = true;
+        }
         startLoop(pair);
         return queues[index].base();
+    }
+
+    private boolean isReceiveQueue(int index) {
+        return index < 2 * pairs && index % 2 == 0;
+    }
+
+    /** Drops what pair {@code pair}'s backend queued before its receive queue started; its loop is stopped. */
+    private void discardStale(int pair) {
+        NetBackend b = backends[pair];
+        int n;
+        try {
+            n = b.discardQueued(STALE_DISCARD_LIMIT);
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "queue pair " + pair + ": cannot drop the frames backend " + b.name()
+                    + " queued before the receive queue started: " + e.getMessage() + "; they are delivered");
+            return;
+        }
+        if (n > 0) {
+            counters[pair].rxDroppedStale.add(n);
+            LOG.log(System.Logger.Level.INFO, "queue pair " + pair + ": dropped " + n + " frames backend " + b.name()
+                    + " queued while no driver ran the device" + (n >= STALE_DISCARD_LIMIT
+                    ? " (the limit of one start; later ones are delivered)" : ""));
+        }
     }
 
     /** Asks the loop of the pair serving {@code index} to look at its queues again. */
@@ -138,6 +191,7 @@ final class QueuePairs {
         for (Virtqueue q : queues) {
             q.reset();
         }
+        Arrays.fill(rxStale, true);
     }
 
     /** Bytes allocated by the loop of {@code pair} since it started, or -1 if it is not running. */

@@ -268,6 +268,11 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     }
 
     @Override
+    public synchronized int pauseQueue(int index) {
+        return queues.pause(index);
+    }
+
+    @Override
     public synchronized boolean queueStarted(int index) {
         return queues.exists(index) && queues.at(index).started();
     }

@@ -313,11 +313,16 @@ final class VringTable {
 
     /**
      * Stops a running ring; the device keeps where it stopped as its base. {@code forGood} (GET_VRING_BASE) also
-     * drops the kick: the ring starts again only with a new SET_VRING_KICK.
+     * drops the kick: the ring starts again only with a new SET_VRING_KICK. Otherwise it is a pause: the ring starts
+     * again at once and the driver runs on, so what the backend queued meanwhile is still delivered.
      */
     private void stopVring(Vring v, boolean forGood) {
         if (started(v)) {
-            device.stopQueue(v.index);
+            if (forGood) {
+                device.stopQueue(v.index);
+            } else {
+                device.pauseQueue(v.index);
+            }
         }
         if (forGood) {
             v.kickReceived = false;

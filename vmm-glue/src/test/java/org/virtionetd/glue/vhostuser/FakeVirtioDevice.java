@@ -231,6 +231,16 @@ final class FakeVirtioDevice implements VirtioDevice {
     @Override
     public synchronized int stopQueue(int index) {
         call("stopQueue " + index);
+        return stop(index);
+    }
+
+    @Override
+    public synchronized int pauseQueue(int index) {
+        call("pauseQueue " + index);
+        return stop(index);
+    }
+
+    private int stop(int index) {
         Queue q = queues[index];
         q.running = false;
         q.kick = null;

@@ -177,6 +177,8 @@ class VhostUserServerTest {
                 assertThat(r.stateIndex()).isZero();
                 assertThat(r.stateNum()).isEqualTo(142);
                 assertThat(device.queue(0).running).isFalse();
+                assertThat(device.calls()).as("stopped, not paused").contains("stopQueue 0")
+                        .doesNotContain("pauseQueue 0");
 
                 // Restart with a new kick (QEMU's restart after stop): the device resumes at the given base.
                 fe.sendState(VhostUserRequest.SET_VRING_BASE, NEED_REPLY, 0, 142);
@@ -431,6 +433,8 @@ class VhostUserServerTest {
                 assertThat(fe.replyU64(VhostUserRequest.SET_MEM_TABLE)).isZero();
                 assertThat(device.queue(0).running).isTrue();
                 assertThat(device.queue(0).desc).isEqualTo(gpaOfUserB(descUser(0)));
+                // Paused, not stopped: the driver runs on, so the device keeps what its backend queued meanwhile.
+                assertThat(device.calls()).contains("pauseQueue 0").doesNotContain("stopQueue 0");
             } finally {
                 LinuxNative.close(fds[0]);
                 LinuxNative.close(fds[1]);

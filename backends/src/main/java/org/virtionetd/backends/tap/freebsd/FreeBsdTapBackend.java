@@ -211,6 +211,11 @@ public final class FreeBsdTapBackend implements NetBackend {
     }
 
     @Override
+    public int discardQueued(int limit) throws IOException {
+        return staged.discardQueued(source, limit);
+    }
+
+    @Override
     public int receiveReadyFd() {
         return ops.fd();
     }

@@ -223,6 +223,26 @@ class FreeBsdTapBackendTest {
         assertThat(plain.written.get(0)).isEqualTo(f);
     }
 
+    /** What the tap holds (the staged frame included) is read out and dropped, at most {@code limit} frames. */
+    @Test
+    void discardQueuedDropsWhatTheTapHoldsUpToTheLimit() throws IOException {
+        FakeTap tap = new FakeTap();
+        FreeBsdTapBackend b = new FreeBsdTapBackend(tap, false);
+        b.configure(0, 12);
+        for (int i = 0; i < 5; i++) {
+            tap.toRead.add(frame(60, i));
+        }
+        assertThat(b.peekLength()).as("a frame staged").isEqualTo(72);
+        assertThat(b.discardQueued(3)).as("dropped, limit 3").isEqualTo(3);
+        assertThat(tap.toRead).as("left in the tap").hasSize(2);
+        assertThat(b.discardQueued(100)).as("dropped, the rest").isEqualTo(2);
+        assertThat(b.peekLength()).isZero();
+        tap.toRead.add(frame(60, 9));
+        ByteBuffer[] slices = {ByteBuffer.allocate(100)};
+        assertThat(b.receive(slices, 1)).as("a frame after the drop").isEqualTo(72);
+        assertThat(Arrays.copyOfRange(gather(slices), 12, 72)).isEqualTo(frame(60, 9));
+    }
+
     @Test
     void receiveScattersHeaderAndFrameOrSynthesizesAZeroHeader() throws IOException {
         FakeTap withHeader = new FakeTap();
