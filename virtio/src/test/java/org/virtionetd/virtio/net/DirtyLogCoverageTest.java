@@ -5,23 +5,23 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.DirtyLog;
-import org.virtionetd.virtio.memory.GuestMemory;
-import org.virtionetd.virtio.memory.MemoryRegion;
 import org.virtionetd.virtio.testdriver.Await;
 import org.virtionetd.virtio.testdriver.Buffer;
 import org.virtionetd.virtio.testdriver.Chain;
 import org.virtionetd.virtio.testdriver.NetHeaderFields;
+import org.virtionetd.virtio.testdriver.PackedQueueDriver;
 import org.virtionetd.virtio.testdriver.Placed;
 import org.virtionetd.virtio.testdriver.QueueDriver;
 import org.virtionetd.virtio.testdriver.ReceivedPacket;
 import org.virtionetd.virtio.testdriver.RingFormat;
 import org.virtionetd.virtio.testdriver.VirtioNetCtrl;
 import org.virtionetd.virtio.testdriver.VirtioNetDriver;
+import org.virtionetd.virtio.testsupport.GuestMemorySnapshot;
+import org.virtionetd.virtio.testsupport.GuestMemorySnapshot.ChangedPage;
 import org.virtionetd.virtio.testsupport.NetFixture;
 
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
 import java.util.stream.Stream;
@@ -39,7 +39,7 @@ import static org.assertj.core.api.Assertions.assertThat;
  * would hide it in the log.
  */
 class DirtyLogCoverageTest {
-    private static final long PAGE = 4096;
+    private static final long PAGE = GuestMemorySnapshot.PAGE;
     private static final int PAIRS = 2;
     private static final byte[] OTHER_MAC = {0x52, 0x54, 0x00, 0x65, 0x43, 0x21};
 
@@ -124,7 +124,7 @@ class DirtyLogCoverageTest {
 
             MarkedBytes log = new MarkedBytes(NetFixture.REGION * 2);
             f.memory.setDirtyLog(log);
-            byte[][] before = copy(f.memory);
+            GuestMemorySnapshot before = GuestMemorySnapshot.of(f.memory);
 
             // The device's part: frames from the backends, the TX packets, the commands.
             List<List<byte[]>> rx = new ArrayList<>();
@@ -147,15 +147,15 @@ class DirtyLogCoverageTest {
             for (int q = 0; q < queues; q++) {
                 f.device.stopQueue(q); // the device is quiet: every write it made is in memory and marked
             }
-            byte[][] after = copy(f.memory);
+            GuestMemorySnapshot after = GuestMemorySnapshot.of(f.memory);
             f.memory.setDirtyLog(null);
 
             assertThat(log.outside()).as("marks outside guest memory").isEmpty();
-            List<ChangedPage> pages = compare(f.memory, before, after, log);
+            List<ChangedPage> pages = before.changedPages(after, log::byteMarked);
             List<String> unlogged = new ArrayList<>();
             List<String> unmarked = new ArrayList<>();
             for (ChangedPage c : pages) {
-                if (!log.pageMarked(c.firstChanged() / PAGE)) {
+                if (!log.pageMarked(c.page())) {
                     unlogged.add(describe(d, c.firstChanged(), c.changed() + " bytes changed in its page"));
                 }
                 if (c.unmarked() > 0) {
@@ -192,10 +192,10 @@ class DirtyLogCoverageTest {
             for (int q = 0; q < queues; q++) {
                 QueueDriver qd = d.queue(q);
                 if (format.packed()) {
-                    assertThat(changedIn(f.memory, before, after, qd.descAddress(), 16L * qd.size()))
+                    assertThat(before.changedIn(after, qd.descAddress(), 16L * qd.size()))
                             .as("used descriptors of %s", qd.name()).isTrue();
                 } else {
-                    assertThat(changedIn(f.memory, before, after, qd.deviceAreaAddress(), 4 + 8L * qd.size()))
+                    assertThat(before.changedIn(after, qd.deviceAreaAddress(), 4 + 8L * qd.size()))
                             .as("used ring of %s", qd.name()).isTrue();
                 }
             }
@@ -205,7 +205,7 @@ class DirtyLogCoverageTest {
                 for (int p = 0; p < PAIRS; p++) {
                     QueueDriver qd = d.transmitQueue(p);
                     long at = format.packed() ? qd.deviceAreaAddress() : qd.deviceAreaAddress() + 4 + 8L * qd.size();
-                    assertThat(changedIn(f.memory, before, after, at, 2)).as("avail event of %s", qd.name())
+                    assertThat(before.changedIn(after, at, 2)).as("avail event of %s", qd.name())
                             .isTrue();
                 }
             }
@@ -268,74 +268,13 @@ class DirtyLogCoverageTest {
         return true;
     }
 
-    /** Each region's bytes, by {@link GuestMemory#regions()}. */
-    private static byte[][] copy(GuestMemory memory) throws Exception {
-        List<MemoryRegion> regions = memory.regions();
-        byte[][] out = new byte[regions.size()][];
-        for (int r = 0; r < out.length; r++) {
-            out[r] = new byte[(int) regions.get(r).size()];
-            memory.read(regions.get(r).guestAddress(), out[r], 0, out[r].length);
-        }
-        return out;
-    }
-
-    /** A page the device changed: its first changed byte, how many changed, and of those the unmarked ones. */
-    record ChangedPage(long firstChanged, int changed, long firstUnmarked, int unmarked) {
-    }
-
-    private static List<ChangedPage> compare(GuestMemory memory, byte[][] before, byte[][] after, MarkedBytes log) {
-        List<ChangedPage> out = new ArrayList<>();
-        List<MemoryRegion> regions = memory.regions();
-        for (int r = 0; r < before.length; r++) {
-            long base = regions.get(r).guestAddress();
-            byte[] a = before[r];
-            byte[] b = after[r];
-            int i = 0;
-            while (i < a.length) {
-                int m = Arrays.mismatch(a, i, a.length, b, i, b.length);
-                if (m < 0) {
-                    break;
-                }
-                int at = i + m;
-                int pageEnd = (int) Math.min(a.length, ((base + at) / PAGE + 1) * PAGE - base);
-                int changed = 0;
-                int unmarked = 0;
-                long firstUnmarked = -1;
-                for (int k = at; k < pageEnd; k++) {
-                    if (a[k] != b[k]) {
-                        changed++;
-                        if (!log.byteMarked(base + k)) {
-                            firstUnmarked = unmarked++ == 0 ? base + k : firstUnmarked;
-                        }
-                    }
-                }
-                out.add(new ChangedPage(base + at, changed, firstUnmarked, unmarked));
-                i = pageEnd;
-            }
-        }
-        return out;
-    }
-
-    private static boolean changedIn(GuestMemory memory, byte[][] before, byte[][] after, long gpa, long length) {
-        List<MemoryRegion> regions = memory.regions();
-        for (int r = 0; r < before.length; r++) {
-            long base = regions.get(r).guestAddress();
-            for (long x = gpa; x < gpa + length; x++) {
-                if (x >= base && x - base < before[r].length && before[r][(int) (x - base)] != after[r][(int) (x - base)]) {
-                    return true;
-                }
-            }
-        }
-        return false;
-    }
-
     /** What the driver has at {@code gpa}: a ring area of a queue, or an element of a chain it made available. */
     private static String describe(VirtioNetDriver d, long gpa, String what) {
         String where = "nothing the driver placed";
         int queues = d.controlQueueIndex() + 1;
         for (int q = 0; q < queues; q++) {
             QueueDriver qd = d.queue(q);
-            boolean packed = d.queue(q) instanceof org.virtionetd.virtio.testdriver.PackedQueueDriver;
+            boolean packed = qd instanceof PackedQueueDriver;
             long[][] areas = {
                 {qd.descAddress(), 16L * qd.size()},
                 {qd.driverAreaAddress(), packed ? 4 : 6 + 2L * qd.size()},
