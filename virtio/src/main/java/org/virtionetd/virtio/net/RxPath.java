@@ -173,6 +173,7 @@ final class RxPath {
         }
         if (n < hdrLen + 14) {
             counters.rxDroppedRunt.increment(); // shorter than an Ethernet header: the chains stay pending
+            markReceived(chains, n);
             return Result.MORE;
         }
         if (!offloadsAllowed(n - hdrLen)) {
@@ -180,10 +181,12 @@ final class RxPath {
             device.logOnce().warn("rx-offload", "RX queue " + queue.index() + ": backend " + backend.name()
                     + " delivered a frame with offloads the driver did not accept (flags=" + byteAt(0)
                     + " gso_type=" + byteAt(1) + ")");
+            markReceived(chains, n);
             return Result.MORE;
         }
         if (!device.rxFilter().accepts(destination(hdrLen), vlanId(hdrLen))) {
             counters.rxFiltered.increment();
+            markReceived(chains, n);
             return Result.MORE; // the chains stay pending for the next frame
         }
         complete(n, hdrLen, mergeable);
@@ -351,8 +354,8 @@ final class RxPath {
     }
 
     /**
-     * Publishes a received frame of {@code n} bytes: num_buffers (5.1.6.4), then per chain its pages marked in the
-     * dirty log and its used entry. num_buffers is the last write to the guest's buffers, so it comes before the
+     * Publishes a received frame of {@code n} bytes: num_buffers (5.1.6.4), then the chains' pages marked in the
+     * dirty log, then their used entries. num_buffers is the last write to the guest's buffers, so it comes before the
      * marks: a log sync between a mark and a later write to the same page would miss that write
      * (vhost-user.rst, "Migration": the back-end marks the pages it wrote).
      */
@@ -371,14 +374,11 @@ final class RxPath {
             putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET, used & 0xff);
             putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
         }
-        DirtyLog log = queue.memory().dirtyLog();
+        markReceived(used, n);
         int remaining = n;
         for (int i = 0; i < used; i++) {
             DescriptorChain c = pending[i];
             int take = (int) Math.min(c.writableBytes(), remaining);
-            if (log != DirtyLog.NONE) {
-                markWritten(c, take);
-            }
             queue.addUsed(c, take);
             remaining -= take;
         }
@@ -400,11 +400,23 @@ final class RxPath {
         }
     }
 
-    private void markWritten(DescriptorChain c, long bytes) {
-        for (int i = c.readableCount(); i < c.count() && bytes > 0; i++) {
-            long len = Math.min(c.length(i) & 0xffffffffL, bytes);
-            queue.memory().markDirty(c.address(i), len);
-            bytes -= len;
+    /**
+     * Marks in the dirty log the {@code n} bytes the backend wrote into the first {@code chains} pending chains.
+     * Also for a frame that is then dropped: its chains stay the driver's and keep what was written (a later,
+     * shorter frame overwrites only its own length), and vhost-user.rst ("Migration") asks for every
+     * modification of memory a descriptor points to to be logged.
+     */
+    private void markReceived(int chains, long n) {
+        if (queue.memory().dirtyLog() == DirtyLog.NONE) {
+            return;
+        }
+        for (int i = 0; i < chains && n > 0; i++) {
+            DescriptorChain c = pending[i];
+            for (int d = c.readableCount(); d < c.count() && n > 0; d++) {
+                long len = Math.min(c.length(d) & 0xffffffffL, n);
+                queue.memory().markDirty(c.address(d), len);
+                n -= len;
+            }
         }
     }
 
