@@ -286,8 +286,9 @@ public final class GuestVm implements AutoCloseable {
             if (incoming != null) {
                 argv.addAll(List.of("-incoming", incoming));
             }
-            // The ids (nic0, nic1, ...) name the NICs for QMP device_del.
-            String device = "virtio-net-pci,id=nic0,netdev=n0,mac=" + mac + ",vectors=0";
+            // The ids (nic0, nic1, ...) name the NICs for QMP device_del; romfile= leaves out iPXE's option ROM,
+            // which the guest boots without and which costs time at every boot under TCG.
+            String device = "virtio-net-pci,id=nic0,netdev=n0,mac=" + mac + ",vectors=0,romfile=";
             if (socket != null) {
                 argv.addAll(List.of("-chardev", "socket,id=c0,path=" + socket + (reconnect ? ",reconnect=1" : ""),
                         "-netdev", "vhost-user,id=n0,chardev=c0,queues=" + queues));
@@ -307,7 +308,7 @@ public final class GuestVm implements AutoCloseable {
                 argv.addAll(List.of("-chardev",
                         "socket,id=c" + id + ",path=" + nic[0] + (reconnect ? ",reconnect=1" : ""),
                         "-netdev", "vhost-user,id=n" + id + ",chardev=c" + id + ",queues=" + nic[3],
-                        "-device", "virtio-net-pci,id=nic" + id + ",netdev=n" + id + ",mac=" + nic[1] + ",vectors=0"
+                        "-device", "virtio-net-pci,id=nic" + id + ",netdev=n" + id + ",mac=" + nic[1] + ",vectors=0,romfile="
                                 + (nic[3].equals("1") ? "" : ",mq=on") + (nic[2].isEmpty() ? "" : "," + nic[2])));
                 device += "; vhost-user " + nic[0] + " " + nic[1] + " " + nic[2];
             }

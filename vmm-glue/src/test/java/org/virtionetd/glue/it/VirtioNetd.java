@@ -28,6 +28,8 @@ public final class VirtioNetd implements AutoCloseable {
     public static final Duration START_TIMEOUT = Duration.ofSeconds(60);
     private static final Duration QUERY_TIMEOUT = Duration.ofSeconds(60);
 
+    private static final java.util.concurrent.atomic.AtomicInteger LAUNCHES = new java.util.concurrent.atomic.AtomicInteger();
+
     private final Spawned process;
     private final Path socket;
     private final Path control;
@@ -147,7 +149,8 @@ public final class VirtioNetd implements AutoCloseable {
             }
         }
         argv.addAll(List.of(extraArgs));
-        Spawned p = ns.spawn(name, argv.toArray(String[]::new));
+        // A process started again on the same sockets (after a kill) gets a log of its own.
+        Spawned p = ns.spawn(name + "-" + LAUNCHES.incrementAndGet(), argv.toArray(String[]::new));
         List<VirtioNetd> devices = new ArrayList<>();
         for (int i = 0; i < taps.size(); i++) {
             devices.add(new VirtioNetd(p, paths.get(i)[0], paths.get(i)[1], taps.get(i)));
