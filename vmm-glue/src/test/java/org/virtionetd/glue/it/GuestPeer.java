@@ -139,10 +139,13 @@ public final class GuestPeer implements AutoCloseable {
                 + " | sha256sum | cut -d' ' -f1); echo VND-GOT " + name + " $h";
     }
 
-    /** Guest shell: POSTs /tmp/up.bin as NAME and prints VND-PUT NAME HASH. */
-    public static String upload(String name, String hostIp) {
-        return "wget -q -O /dev/null --post-file /tmp/up.bin http://" + hostIp + ":" + HTTP_PORT + "/up/" + name
-                + " && echo VND-PUT " + name + " $(sha256sum /tmp/up.bin | cut -d' ' -f1)";
+    /**
+     * Guest shell: sends {@code file} as NAME to the peer's TCP sink and prints VND-PUT NAME HASH. (Not busybox
+     * wget's --post-file: it sends a file only up to its first NUL byte.)
+     */
+    public static String upload(String name, String hostIp, String file) {
+        return "{ echo " + name + "; cat " + file + "; } | nc " + hostIp + " " + TCP_PORT + " && echo VND-PUT " + name
+                + " $(sha256sum " + file + " | cut -d' ' -f1)";
     }
 
     /**

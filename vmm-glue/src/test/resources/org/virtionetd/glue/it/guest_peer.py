@@ -5,7 +5,6 @@ HTTP on --http-port:
   GET  /cmd               the file DIR/cmd.sh once (it is renamed away when served); 404 when there is none
   GET  /stream/NAME       seeded random bytes until DIR/stop-NAME exists (or --max-stream bytes)
   GET  /file/NAME/BYTES   BYTES seeded random bytes
-  POST /up/NAME           receives a body
 TCP on --tcp-port: every connection sends a first line with its NAME, then a stream of any length until EOF.
 After each transfer one line on stdout: SENT|RECV NAME BYTES SHA256 (the guest prints the hash it saw), so a
 lost, duplicated or changed byte anywhere shows as a different hash.
@@ -85,25 +84,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             report("SENT", name, sent, digest.hexdigest())
         except OSError as e:
             report("SENT-FAILED", name, sent, type(e).__name__)
-
-    def do_POST(self):
-        parts = self.path.strip("/").split("/")
-        if len(parts) != 2 or parts[0] != "up":
-            self.send_error(404)
-            return
-        length = int(self.headers.get("Content-Length", "0"))
-        digest = hashlib.sha256()
-        got = 0
-        while got < length:
-            block = self.rfile.read(min(CHUNK, length - got))
-            if not block:
-                break
-            digest.update(block)
-            got += len(block)
-        report("RECV", parts[1], got, digest.hexdigest())
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
 
 
 class TcpSink(socketserver.BaseRequestHandler):
