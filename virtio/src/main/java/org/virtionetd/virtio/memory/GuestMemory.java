@@ -24,6 +24,8 @@ public final class GuestMemory implements AutoCloseable {
     private final ByteBuffer[] chunks;
     private final long[] chunkGuest;
     private final long[] chunkLength;
+    /** Chunk id -> index in {@link #regions()} of the region it belongs to. */
+    private final int[] chunkRegion;
     private volatile DirtyLog dirtyLog = DirtyLog.NONE;
     /** The chunk of the last successful lookup (a hint, see chunkOf). */
     private int lastChunk = -1;
@@ -32,19 +34,22 @@ public final class GuestMemory implements AutoCloseable {
         this.regions = regions;
         List<ByteBuffer> bufs = new ArrayList<>();
         List<long[]> bounds = new ArrayList<>();
-        for (MemoryRegion r : regions) {
+        for (int ri = 0; ri < regions.length; ri++) {
+            MemoryRegion r = regions[ri];
             for (int i = 0; i < r.chunkCount(); i++) {
                 ByteBuffer c = r.chunk(i);
                 bufs.add(c);
-                bounds.add(new long[] {r.guestAddress() + i * MemoryRegion.CHUNK_SIZE, c.capacity()});
+                bounds.add(new long[] {r.guestAddress() + i * MemoryRegion.CHUNK_SIZE, c.capacity(), ri});
             }
         }
         this.chunks = bufs.toArray(new ByteBuffer[0]);
         this.chunkGuest = new long[chunks.length];
         this.chunkLength = new long[chunks.length];
+        this.chunkRegion = new int[chunks.length];
         for (int i = 0; i < chunks.length; i++) {
             chunkGuest[i] = bounds.get(i)[0];
             chunkLength[i] = bounds.get(i)[1];
+            chunkRegion[i] = (int) bounds.get(i)[2];
         }
     }
 
@@ -75,6 +80,11 @@ public final class GuestMemory implements AutoCloseable {
     /** The whole chunk, little-endian; use absolute gets/puts only (the buffer is shared). */
     public ByteBuffer chunk(int chunkId) {
         return chunks[chunkId];
+    }
+
+    /** The index in {@link #regions()} (sorted by guest address) of the region chunk {@code chunkId} is part of. */
+    public int regionOfChunk(int chunkId) {
+        return chunkRegion[chunkId];
     }
 
     public static int chunkId(long location) {

@@ -77,9 +77,10 @@ final class QueuePairLoop implements Runnable {
     /** Chains the last {@link #serviceTx} call transmitted. */
     private int txDone;
 
+    /** {@code rxBuffers}: the receive buffer counts for rxQueue's memory (null without rxQueue). */
     QueuePairLoop(int pairIndex, Virtqueue rxQueue, Virtqueue txQueue, Virtqueue ctrlQueue,
-                  NetBackend backend, NetCounters counters, DeviceContext device, ControlCommands commands,
-                  long busyPollNanos)
+                  NetBackend backend, NetCounters counters, RxBufferCounts rxBuffers, DeviceContext device,
+                  ControlCommands commands, long busyPollNanos)
             throws IOException {
         this.pairIndex = pairIndex;
         this.busyPollNanos = busyPollNanos;
@@ -91,7 +92,7 @@ final class QueuePairLoop implements Runnable {
         this.backend = backend;
         this.counters = counters;
         this.device = device;
-        this.rx = rxQueue != null ? new RxPath(rxQueue, pairIndex, backend, counters, device) : null;
+        this.rx = rxQueue != null ? new RxPath(rxQueue, pairIndex, backend, counters, device, rxBuffers) : null;
         this.tx = txQueue != null ? new TxPath(txQueue, backend, counters, device) : null;
         this.ctrl = ctrlQueue != null ? new ControlQueue(ctrlQueue, counters, device, commands) : null;
         this.wake = EventFd.create();

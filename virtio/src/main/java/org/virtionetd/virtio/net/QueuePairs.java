@@ -32,6 +32,12 @@ final class QueuePairs {
     private final NetCounters[] counters;
     private final VirtioNetDevice device;
     private final long busyPollNanos;
+    /**
+     * Pair p's receive buffer counts, for the memory its receive queue last ran on: kept across loop restarts on
+     * the same memory (a pause, the other queue of the pair starting), made anew, before the loop starts, for a new
+     * one. Written under the device's monitor, read racily by {@link #rxBufferCounts} (its fields are final).
+     */
+    private final RxBufferCounts[] rxBuffers;
     /** Whether pair p's backend may hold frames from before its receive queue ran: set at reset and stop. */
     private final boolean[] rxStale;
 
@@ -50,6 +56,7 @@ final class QueuePairs {
         }
         this.loops = new QueuePairLoop[pairs];
         this.rxStale = new boolean[pairs];
+        this.rxBuffers = new RxBufferCounts[pairs];
         Arrays.fill(rxStale, true);
     }
 
@@ -200,6 +207,11 @@ final class QueuePairs {
         return l == null ? -1 : l.allocatedBytes();
     }
 
+    /** Pair {@code pair}'s receive buffer counts and the memory they are for; null before its receive queue ran. */
+    RxBufferCounts rxBufferCounts(int pair) {
+        return rxBuffers[pair];
+    }
+
     private void stopLoop(int pair) {
         QueuePairLoop l = loops[pair];
         if (l != null) {
@@ -215,9 +227,12 @@ final class QueuePairs {
         if (rx == null && tx == null && ctrl == null) {
             return;
         }
+        if (rx != null && (rxBuffers[pair] == null || rxBuffers[pair].memory() != rx.memory())) {
+            rxBuffers[pair] = new RxBufferCounts(rx.memory());
+        }
         try {
-            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair], device, device,
-                    busyPollNanos);
+            QueuePairLoop l = new QueuePairLoop(pair, rx, tx, ctrl, backends[pair], counters[pair],
+                    rx != null ? rxBuffers[pair] : null, device, device, busyPollNanos);
             loops[pair] = l;
             l.start("virtio-net-pair-" + pair);
         } catch (IOException e) {

@@ -45,6 +45,8 @@ final class RxPath {
     private final NetCounters counters;
     private final DeviceContext device;
     private final ChainReader reader;
+    /** Buffers used for frames, per chunk of the queue's memory (memory hot-plug shows where they come from). */
+    private final RxBufferCounts rxBuffers;
     private final DescriptorChain[] pending = new DescriptorChain[MAX_CHAINS];
     private int pendingCount;
     private long pendingCapacity;
@@ -69,6 +71,18 @@ final class RxPath {
     private boolean tooBig;
 
     RxPath(Virtqueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device) {
+        this(queue, pairIndex, backend, counters, device, new RxBufferCounts(queue.memory()));
+    }
+
+    /** With {@code rxBuffers} kept by the caller across loop restarts; it must count for the queue's memory. */
+    RxPath(Virtqueue queue, int pairIndex, NetBackend backend, NetCounters counters, DeviceContext device,
+           RxBufferCounts rxBuffers) {
+        if (rxBuffers.memory() != queue.memory()) {
+            throw new IllegalArgumentException("RX queue " + queue.index() + ": buffer counts are for another "
+                    + "guest memory (" + rxBuffers.memory().regions() + ") than the queue's ("
+                    + queue.memory().regions() + ")");
+        }
+        this.rxBuffers = rxBuffers;
         this.queue = queue;
         this.pairIndex = pairIndex;
         this.backend = backend;
@@ -380,6 +394,7 @@ final class RxPath {
             DescriptorChain c = pending[i];
             int take = (int) Math.min(c.writableBytes(), remaining);
             queue.addUsed(c, take);
+            rxBuffers.count(c);
             remaining -= take;
         }
         usedSinceNotify = true;

@@ -6,6 +6,7 @@ import org.virtionetd.virtio.device.VirtioDevice;
 import org.virtionetd.virtio.device.VirtioException;
 import org.virtionetd.virtio.device.VirtioFeature;
 import org.virtionetd.virtio.memory.GuestMemory;
+import org.virtionetd.virtio.memory.MemoryRegion;
 import org.virtionetd.virtio.os.EventFd;
 import org.virtionetd.virtio.queue.Notifier;
 import org.virtionetd.virtio.queue.Virtqueue;
@@ -459,6 +460,29 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
      */
     public long loopAllocatedBytes(int pair) {
         return queues.loopAllocatedBytes(pair);
+    }
+
+    /**
+     * Each region of the device's current guest memory, sorted by guest address, with the receive buffers the device
+     * wrote frames into there since that memory was set, summed over the pairs ({@link RegionRxBuffers}). The
+     * loops' counts are read racily: approximate while traffic runs. A pair whose receive queue has not run on this
+     * memory yet adds nothing.
+     */
+    public synchronized List<RegionRxBuffers> rxBuffersByRegion() {
+        List<MemoryRegion> regions = memory.regions();
+        long[] perRegion = new long[regions.size()];
+        for (int p = 0; p < pairs; p++) {
+            RxBufferCounts c = queues.rxBufferCounts(p);
+            if (c != null && c.memory() == memory) {
+                c.addTo(perRegion);
+            }
+        }
+        List<RegionRxBuffers> out = new ArrayList<>(regions.size());
+        for (int i = 0; i < regions.size(); i++) {
+            MemoryRegion r = regions.get(i);
+            out.add(new RegionRxBuffers(r.guestAddress(), r.size(), perRegion[i]));
+        }
+        return out;
     }
 
     public NetBackend backend(int pair) {

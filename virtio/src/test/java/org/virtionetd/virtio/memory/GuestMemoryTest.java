@@ -68,6 +68,19 @@ class GuestMemoryTest {
     }
 
     @Test
+    void everyChunkNamesItsRegion() throws Exception {
+        long gib = MemoryRegion.CHUNK_SIZE;
+        // Given out of order: regions() is sorted by guest address, and chunk ids follow it.
+        try (GuestMemory m = MemfdGuestMemory.create(new long[] {4 * gib, 0}, new long[] {0x1000, gib + 0x1000})) {
+            assertThat(m.chunkCount()).isEqualTo(3);
+            assertThat(m.regions().get(0).guestAddress()).isZero();
+            assertThat(m.regionOfChunk(GuestMemory.chunkId(m.locate(0, 1)))).isZero();
+            assertThat(m.regionOfChunk(GuestMemory.chunkId(m.locate(gib, 1)))).as("second chunk of region 0").isZero();
+            assertThat(m.regionOfChunk(GuestMemory.chunkId(m.locate(4 * gib, 1)))).isEqualTo(1);
+        }
+    }
+
+    @Test
     void overlappingRegionsAreRefused() throws Exception {
         GuestMemory a = MemfdGuestMemory.create(0, 0x2000);
         GuestMemory b = MemfdGuestMemory.create(0x1000, 0x2000);

@@ -269,7 +269,8 @@ public final class Main implements Callable<Integer> {
                         cs.add(device.counters(p));
                         allocated[p] = device.loopAllocatedBytes(p);
                     }
-                    StatsReport r = new StatsReport(name, cs, allocated, lifecycle.snapshot());
+                    StatsReport r = new StatsReport(name, cs, allocated, lifecycle.snapshot(),
+                            device.rxBuffersByRegion());
                     return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
                 });
     }

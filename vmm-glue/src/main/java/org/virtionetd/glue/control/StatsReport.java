@@ -1,6 +1,7 @@
 package org.virtionetd.glue.control;
 
 import org.virtionetd.virtio.net.NetCounters;
+import org.virtionetd.virtio.net.RegionRxBuffers;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -11,12 +12,19 @@ import java.util.Map;
  * The counters of every queue pair, as a table (one row per counter, one column per pair) or as JSON, and the
  * device's lifecycle counters (connections, resets, memory changes, dirty logging) below them or in a top-level
  * {@code "lifecycle"} object.
+ *
+ * <p>When given, the regions of the device's guest memory come between the two: a MEMORY section, or a top-level
+ * {@code "memory"} array of {@code {"guest_address", "size", "rx_buffers"}} (receive buffers the device wrote
+ * frames into in that region since the memory was set, as {@link RegionRxBuffers} counts them: approximate while
+ * traffic runs).
  */
 public final class StatsReport {
     private final String device;
     private final List<Map<String, Long>> pairs = new ArrayList<>();
     /** By name, in the order shown; empty when the caller has none. */
     private final Map<String, Long> lifecycle;
+    /** One map per memory region; null when the caller has none (no "memory" field then). */
+    private final List<Map<String, Long>> memory;
 
     public StatsReport(String device, List<NetCounters> counters) {
         this(device, counters, null);
@@ -30,8 +38,26 @@ public final class StatsReport {
     /** With the device's lifecycle counters by name (LifecycleCounters.snapshot), shown in their order. */
     public StatsReport(String device, List<NetCounters> counters, long[] allocatedBytes,
                        Map<String, Long> lifecycle) {
+        this(device, counters, allocatedBytes, lifecycle, null);
+    }
+
+    /** With the regions of the device's memory (VirtioNetDevice.rxBuffersByRegion); null: none shown. */
+    public StatsReport(String device, List<NetCounters> counters, long[] allocatedBytes,
+                       Map<String, Long> lifecycle, List<RegionRxBuffers> memory) {
         this.device = device;
         this.lifecycle = new LinkedHashMap<>(lifecycle);
+        if (memory == null) {
+            this.memory = null;
+        } else {
+            this.memory = new ArrayList<>();
+            for (RegionRxBuffers r : memory) {
+                Map<String, Long> m = new LinkedHashMap<>();
+                m.put("guest_address", r.guestAddress());
+                m.put("size", r.size());
+                m.put("rx_buffers", r.rxBuffers());
+                this.memory.add(m);
+            }
+        }
         for (int i = 0; i < counters.size(); i++) {
             Map<String, Long> m = new LinkedHashMap<>(counters.get(i).snapshot());
             if (allocatedBytes != null) {
@@ -52,6 +78,9 @@ public final class StatsReport {
             qs.add(q);
         }
         m.put("queue_pairs", qs);
+        if (memory != null) {
+            m.put("memory", memory);
+        }
         if (!lifecycle.isEmpty()) {
             m.put("lifecycle", lifecycle);
         }
@@ -72,6 +101,13 @@ public final class StatsReport {
                     sb.append(String.format(" %14d", p.get(name)));
                 }
                 sb.append('\n');
+            }
+        }
+        if (memory != null) {
+            sb.append(String.format("%-28s %18s %14s", "MEMORY", "size", "rx_buffers")).append('\n');
+            for (Map<String, Long> r : memory) {
+                sb.append(String.format("%-28s %18s %14d", "0x" + Long.toHexString(r.get("guest_address")),
+                        "0x" + Long.toHexString(r.get("size")), r.get("rx_buffers"))).append('\n');
             }
         }
         if (!lifecycle.isEmpty()) {

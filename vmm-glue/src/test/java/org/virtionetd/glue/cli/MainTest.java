@@ -77,10 +77,18 @@ class MainTest {
                     .contains("],\"lifecycle\":{\"connections\":0,\"reconnects\":0,\"disconnects\":0,"
                             + "\"resets\":0,\"memory_table_changes\":0,\"memory_regions\":0,\"mapped_bytes\":0,"
                             + "\"log_base_changes\":0,\"dirty_pages_logged\":0}}");
+            assertThat(stats.out()).as("the device's memory, one region, before the lifecycle")
+                    .contains("],\"memory\":[{\"guest_address\":0,\"size\":8388608,\"rx_buffers\":0}],"
+                            + "\"lifecycle\":{");
+            backend.deliver(new byte[] {0x52, 0x54, 0, 0x12, 0x34, 0x56, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 1, 2});
+            f.driver.awaitPackets(0, 1);
+            assertThat(run("stats", "--control", ctl.toString(), "--json").out())
+                    .contains("\"memory\":[{\"guest_address\":0,\"size\":8388608,\"rx_buffers\":1}]");
             String statsTable = run("stats", "--control", ctl.toString()).out();
             assertThat(statsTable).contains("rx_packets");
             assertThat(statsTable).containsPattern("LIFECYCLE +device\n(?s).*\nreconnects +0\n(?s).*"
                     + "\ndirty_pages_logged +0\n");
+            assertThat(statsTable).containsPattern("\nMEMORY +size +rx_buffers\n0x0 +0x800000 +1\nLIFECYCLE");
         }
     }
 }
