@@ -16,7 +16,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * Memory added to a running guest: QEMU started with {@code -m 512M,slots=4,maxmem=2G}, then two memfd-backed
- * {@code pc-dimm}s plugged through QMP ({@code object_add memory-backend-memfd,share=on} + {@code device_add
+ * {@code pc-dimm}s plugged through QMP ({@code object-add} of a {@code memory-backend-memfd} with share=on + {@code device_add
  * pc-dimm}). QEMU tells the device (vhost-user ADD_MEM_REG, or a new SET_MEM_TABLE), and the device maps each one
  * ({@code virtio-netd stats}: memory regions). The guest onlines the first for the kernel, so that its receive
  * buffers, allocated after that, come from it (the device counts the receive buffers it filled per region), and the
@@ -81,7 +81,7 @@ class MemoryHotplugIT {
 
     private static void plug(Path qmp, String n) {
         GuestVm.qmp(qmp,
-                GuestVm.qmpCommand("object_add", "{\"qom-type\": \"memory-backend-memfd\", \"id\": \"hp" + n
+                GuestVm.qmpCommand("object-add", "{\"qom-type\": \"memory-backend-memfd\", \"id\": \"hp" + n
                         + "\", \"size\": " + DIMM + ", \"share\": true}"),
                 GuestVm.qmpCommand("device_add", "{\"driver\": \"pc-dimm\", \"id\": \"dimm" + n + "\", \"memdev\": \"hp"
                         + n + "\"}"));
