@@ -54,6 +54,29 @@ class VirtualSwitchTest {
     }
 
     @Test
+    void aGuestMigratedToAnotherPortIsLearnedThereFromItsRarpAndItsPeerKeepsReachingIt() throws Exception {
+        SwitchPort before = port("before", VlanSet.ALL), peer = port("peer", VlanSet.ALL);
+        send(before, frame(mac(2), mac(1), -1, 60, 1));
+        send(peer, frame(mac(1), mac(2), -1, 60, 2));
+        assertThat(drain(before)).as("the peer reaches the guest at its first port").hasSize(1);
+        drain(peer);
+
+        // The guest migrated: its new port's device sends the RARP of SEND_RARP (broadcast from the guest's MAC,
+        // EtherType 0x8035), as VirtioNetDevice.sendRarp does.
+        SwitchPort after = port("after", VlanSet.ALL);
+        byte[] rarp = frame(BROADCAST, mac(1), -1, 46, 0);
+        rarp[12] = (byte) 0x80;
+        rarp[13] = 0x35;
+        send(after, rarp);
+        assertThat(drain(peer)).as("the RARP is flooded").hasSize(1);
+        drain(before);
+
+        send(peer, frame(mac(1), mac(2), -1, 60, 3));
+        assertThat(drain(after)).as("the peer's next frame reaches the guest at its new port").hasSize(1);
+        assertThat(drain(before)).as("and not the port it left").isEmpty();
+    }
+
+    @Test
     void broadcastAndMulticastAreFloodedEvenToLearnedAddresses() throws Exception {
         SwitchPort a = port("a", VlanSet.ALL), b = port("b", VlanSet.ALL), c = port("c", VlanSet.ALL);
         send(b, frame(BROADCAST, mac(2), -1, 28, 1));

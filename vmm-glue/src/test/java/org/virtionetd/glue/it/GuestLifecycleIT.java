@@ -23,8 +23,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * switched off and on under traffic ({@code ethtool -K}), and 10 hot-unplugs and plugs of a NIC
  * ({@code device_del} under traffic, {@code device_add} on the same vhost-user netdev, packed and split ring taking
  * turns). The guest has two NICs, each on its own device of one virtio-netd process: eth0 (split ring) and eth1
- * (packed ring). After every event: seeded bytes both ways through both NICs with their SHA-256 compared at both
- * ends, and the process holds the same fds, guest-memory mappings and loop threads as after the first boot.
+ * (packed ring). After every event: seeded bytes through both NICs with their SHA-256 compared at both ends (both
+ * ways on each; after a reboot down one and up the other, swapped the next time), and the process holds the same fds, guest-memory mappings and loop threads as after the first boot.
  */
 @Tag("integration")
 class GuestLifecycleIT {
@@ -79,8 +79,7 @@ class GuestLifecycleIT {
     private static void run(Side side, GuestPeer peer, GuestVm vm, Path qmp) {
         long pid = side.eth0().process().pid();
         vm.awaitReady(GuestVm.BOOT_TIMEOUT);
-        assertPacked(peer.run(vm, ETH1_UP, STEP), true);
-        traffic(peer, vm, "boot0", true);
+        assertPacked(traffic(peer, vm, ETH1_UP, "boot0", true), true);
         DeviceResources first = DeviceResources.of(pid);
         LOG.log(System.Logger.Level.INFO, "after the first boot: {0}", first);
         long resetsBefore = resets(side.eth0());
@@ -94,8 +93,8 @@ class GuestLifecycleIT {
                 GuestVm.qmp(qmp, "system_reset");
             }
             vm.awaitLine("VND-READY", GuestVm.BOOT_TIMEOUT, from);
-            peer.run(vm, ETH1_UP, STEP);
-            traffic(peer, vm, "boot" + i, true);
+            // Both NICs, both directions, in two transfers: down one NIC and up the other, swapped each time.
+            traffic(peer, vm, ETH1_UP, "boot" + i, i % 2 == 1 ? List.of("-d0", "-u1") : List.of("-d1", "-u0"));
             awaitSameHoldings(pid, first, "reboot " + i + (i % 2 == 1 ? " (reboot -f)" : " (system_reset)"));
         }
         assertThat(resets(side.eth0()) - resetsBefore).as("device resets eth0's device counted over %d reboots",
@@ -108,9 +107,8 @@ class GuestLifecycleIT {
                     "insmod /lib/modules/virtio_net.ko || exit 3",
                     "i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done",
                     "ip addr add 10.77.0.2/24 dev eth0 && ip link set eth0 up || exit 4",
-                    ETH1_UP,
                     "ping -c 1 -W 10 " + HOST0 + " > /dev/null || exit 5"), STEP);
-            traffic(peer, vm, "reload" + i, true);
+            traffic(peer, vm, ETH1_UP, "reload" + i, true);
             awaitSameHoldings(pid, first, "driver reload " + i);
         }
 
@@ -132,27 +130,37 @@ class GuestLifecycleIT {
             GuestVm.qmp(qmp, GuestVm.qmpCommand("device_add", "{\"driver\": \"virtio-net-pci\", \"id\": \"nic1\", "
                     + "\"netdev\": \"n1\", \"mac\": \"" + MAC1 + "\", \"vectors\": 0, \"romfile\": \"\", "
                     + "\"packed\": " + packed + "}"));
-            assertPacked(peer.run(vm, ETH1_UP, STEP), packed);
-            traffic(peer, vm, "plug" + i, false);
+            assertPacked(traffic(peer, vm, ETH1_UP, "plug" + i, false), packed);
             awaitSameHoldings(pid, first, "hot-plug " + i);
         }
         LOG.log(System.Logger.Level.INFO, "after it all: {0}; eth0 lifecycle {1}; eth1 lifecycle {2}",
                 DeviceResources.of(pid), side.eth0().stats().get("lifecycle"), side.eth1().stats().get("lifecycle"));
     }
 
-    /** Seeded bytes down and up through eth1, and through eth0 too when {@code both}; hashes compared. */
-    private static void traffic(GuestPeer peer, GuestVm vm, String tag, boolean both) {
-        StringBuilder s = new StringBuilder();
-        s.append(GuestPeer.download(tag + "-d1", BYTES, HOST1)).append('\n');
-        s.append(GuestPeer.upload(tag + "-u1", HOST1, "/tmp/small.bin")).append('\n');
-        if (both) {
-            s.append(GuestPeer.download(tag + "-d0", BYTES, HOST0)).append('\n');
-            s.append(GuestPeer.upload(tag + "-u0", HOST0, "/tmp/small.bin")).append('\n');
+    /**
+     * Runs {@code first} in the guest, then seeded bytes down and up through eth1, and through eth0 too when
+     * {@code both}; hashes compared. Returns what the guest printed.
+     */
+    private static String traffic(GuestPeer peer, GuestVm vm, String first, String tag, boolean both) {
+        return traffic(peer, vm, first, tag, both ? List.of("-d1", "-u1", "-d0", "-u0") : List.of("-d1", "-u1"));
+    }
+
+    /**
+     * Runs {@code first} in the guest, then the transfers named by {@code which}: -dN seeded bytes down through
+     * ethN, -uN up; hashes compared. Returns what the guest printed.
+     */
+    private static String traffic(GuestPeer peer, GuestVm vm, String first, String tag, List<String> which) {
+        StringBuilder s = new StringBuilder(first).append('\n');
+        for (String w : which) {
+            String host = w.endsWith("1") ? HOST1 : HOST0;
+            s.append(w.startsWith("-d") ? GuestPeer.download(tag + w, BYTES, host)
+                    : GuestPeer.upload(tag + w, host, "/tmp/small.bin")).append('\n');
         }
-        peer.run(vm, s.toString(), STEP);
-        for (String n : both ? List.of("-d1", "-u1", "-d0", "-u0") : List.of("-d1", "-u1")) {
-            peer.assertSameBytes(vm, tag + n, BYTES, STEP);
+        String out = peer.run(vm, s.toString(), STEP);
+        for (String w : which) {
+            peer.assertSameBytes(vm, tag + w, BYTES, STEP);
         }
+        return out;
     }
 
     /**

@@ -22,7 +22,7 @@ import static org.assertj.core.api.Assertions.assertThat;
  * The host side of a long-lived test guest, in the test's namespace: {@code guest_peer.py} (a test resource) serves
  * the guest's agent one shell script at a time and runs byte-checked streams both ways.
  *
- * <p>The guest runs {@link #agentCommand(String)}: it fetches {@code GET /cmd} from the host every 200 ms and runs
+ * <p>The guest runs {@link #agentCommand(String)}: it fetches {@code GET /cmd} from the host every 100 ms and runs
  * what it gets, between {@code VND-AGENT-BEGIN N} and {@code VND-AGENT-END N rc=R} on its serial port. So one boot
  * serves a whole test, steps that take the network down included (the script brings it back), and a reboot starts
  * the agent again by itself. The first line of each script is {@code # vnd-id N}; the peer hands each out once.
@@ -76,10 +76,9 @@ public final class GuestPeer implements AutoCloseable {
      * ends the guest.
      */
     public static String agentCommand(String hostIp) {
-        return "head -c 4000000 /dev/urandom > /tmp/up.bin\n"
-                + "while :; do if wget -q -O /tmp/c http://" + hostIp + ":" + HTTP_PORT + "/cmd 2>/dev/null; then "
+        return "while :; do if wget -q -O /tmp/c http://" + hostIp + ":" + HTTP_PORT + "/cmd 2>/dev/null; then "
                 + "id=$(head -n1 /tmp/c | cut -d' ' -f3); echo \"VND-AGENT-BEGIN $id\"; sh /tmp/c; "
-                + "echo \"VND-AGENT-END $id rc=$?\"; else usleep 200000; fi; done";
+                + "echo \"VND-AGENT-END $id rc=$?\"; else usleep 100000; fi; done";
     }
 
     /** Hands {@code script} to the guest's agent and returns its id, without waiting. */
@@ -149,12 +148,13 @@ public final class GuestPeer implements AutoCloseable {
     }
 
     /**
-     * Guest shell: a background TCP stream of /tmp/up.bin over and over to the peer's sink until
+     * Guest shell: a background TCP stream of /tmp/up.bin (4 MB from /dev/urandom, made once) over and over to the peer's sink until
      * {@link #stopUploadStream} (the file /tmp/stop-NAME); VND-PUT NAME HASH of all it sent. The peer's sink reads a
      * first line with the name and hashes the rest.
      */
     public static String uploadStream(String name, String hostIp) {
-        return "rm -f /tmp/stop-" + name + " /tmp/f-" + name + "; mkfifo /tmp/f-" + name + "; ("
+        return "[ -e /tmp/up.bin ] || head -c 4000000 /dev/urandom > /tmp/up.bin; "
+                + "rm -f /tmp/stop-" + name + " /tmp/f-" + name + "; mkfifo /tmp/f-" + name + "; ("
                 + "sha256sum < /tmp/f-" + name + " | cut -d' ' -f1 > /tmp/h-" + name + " & "
                 + "{ echo " + name + "; while [ ! -e /tmp/stop-" + name + " ]; do cat /tmp/up.bin; done | tee /tmp/f-"
                 + name + "; } | nc " + hostIp + " " + TCP_PORT + "; wait; echo VND-PUT " + name + " $(cat /tmp/h-"

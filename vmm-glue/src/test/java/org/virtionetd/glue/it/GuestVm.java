@@ -325,7 +325,10 @@ public final class GuestVm implements AutoCloseable {
         String kernelCommandLine() {
             // no_timer_check: under TCG on a busy host the kernel's check that the 8254 timer ticks through the
             // IO-APIC can time out, and it panics ("IO-APIC + timer doesn't work!"); seen here at load 7.
-            StringBuilder a = new StringBuilder("console=ttyS0 quiet panic=-1 no_timer_check vnd.ip=").append(ip);
+            // mitigations=off: the test guest runs only our code, and without them a boot under TCG is ~0.6 s
+            // (a sixth) shorter.
+            StringBuilder a = new StringBuilder("console=ttyS0 quiet panic=-1 no_timer_check mitigations=off vnd.ip=")
+                    .append(ip);
             if (mtu != null) {
                 a.append(" vnd.mtu=").append(mtu);
             }
