@@ -9,6 +9,7 @@ import org.virtionetd.virtio.testsupport.NetNs;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -20,11 +21,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * One guest through the events of a VM's life, with data checked end to end after each: 20 reboots (the guest's
  * {@code reboot -f} and QMP {@code system_reset}, taking turns), 20 reloads of its virtio_net driver, offloads
- * switched off and on under traffic ({@code ethtool -K}), and 10 hot-unplugs and plugs of a NIC
- * ({@code device_del} under traffic, {@code device_add} on the same vhost-user netdev, packed and split ring taking
- * turns). The guest has two NICs, each on its own device of one virtio-netd process: eth0 (split ring) and eth1
- * (packed ring). After every event: seeded bytes through both NICs with their SHA-256 compared at both ends (both
- * ways on each; after a reboot down one and up the other, swapped the next time), and the process holds the same fds, guest-memory mappings and loop threads as after the first boot.
+ * switched off and on under traffic ({@code ethtool -K}), 10 hot-unplugs and plugs of a NIC ({@code device_del}
+ * under traffic, {@code device_add} on the same vhost-user netdev, packed and split ring taking turns), and at last
+ * the device killed and started again while the guest reboots. The guest has two NICs, each on its own device of
+ * one virtio-netd process: eth0 (split ring) and eth1 (packed ring). After every event: seeded bytes through both
+ * NICs with their SHA-256 compared at both ends (both ways on each; after a reboot down one and up the other,
+ * swapped the next time), and the process holds the same fds, guest-memory mappings and loop threads as after the
+ * first boot.
  */
 @Tag("integration")
 class GuestLifecycleIT {
@@ -61,22 +64,23 @@ class GuestLifecycleIT {
             ns.addTap("x0", HOST0 + "/24");
             ns.addTap("x1", HOST1 + "/24");
             List<VirtioNetd> devices = VirtioNetd.startDevices(ns, "lc", List.of("x0", "x1"));
+            List<VirtioNetd> started = new ArrayList<>(devices);
             Side side = new Side(ns, devices.get(0), devices.get(1));
             Path qmp = ns.dir().resolve("qmp.sock");
             try (GuestPeer peer = GuestPeer.start(ns);
-                 GuestVm vm = GuestVm.builder().vhostUser(side.eth0().socket()).qmp(qmp).rebootAllowed(true)
+                 GuestVm vm = GuestVm.builder().vhostUser(side.eth0().socket()).reconnect(true).qmp(qmp).rebootAllowed(true)
                          .moreVhostUserNic(side.eth1().socket(), MAC1, "packed=on")
                          .ip("10.77.0.2/24").command(GuestPeer.agentCommand(HOST0)).start()) {
                 Failures.withContext(() -> "guest " + vm + " serial log tail:\n" + Cmd.indent(Cmd.tail(vm.output(), 40))
                         + "\nguest peer:\n" + Cmd.indent(peer.log()) + "\n" + side.describe(),
-                        () -> run(side, peer, vm, qmp));
+                        () -> run(side, peer, vm, qmp, started));
             } finally {
-                devices.get(0).close();
+                started.forEach(VirtioNetd::close);
             }
         }
     }
 
-    private static void run(Side side, GuestPeer peer, GuestVm vm, Path qmp) {
+    private static void run(Side side, GuestPeer peer, GuestVm vm, Path qmp, List<VirtioNetd> started) {
         long pid = side.eth0().process().pid();
         vm.awaitReady(GuestVm.BOOT_TIMEOUT);
         assertPacked(traffic(peer, vm, ETH1_UP, "boot0", true), true);
@@ -135,6 +139,21 @@ class GuestLifecycleIT {
         }
         LOG.log(System.Logger.Level.INFO, "after it all: {0}; eth0 lifecycle {1}; eth1 lifecycle {2}",
                 DeviceResources.of(pid), side.eth0().stats().get("lifecycle"), side.eth1().stats().get("lifecycle"));
+
+        // The device killed (SIGKILL) right after a system_reset, and started again on its sockets while the guest
+        // boots: QEMU reconnects (reconnect=1) and the guest, once up, has both NICs moving data.
+        int from = vm.lineCount();
+        GuestVm.qmp(qmp, "system_reset");
+        Cmd.check("kill", "-KILL", Long.toString(pid));
+        assertThat(side.eth0().process().awaitExit(Duration.ofSeconds(30))).as("virtio-netd after SIGKILL")
+                .isEqualTo(137);
+        List<VirtioNetd> again = VirtioNetd.startDevices(side.ns(), "lc", List.of("x0", "x1"));
+        started.addAll(again);
+        vm.awaitLine("VND-READY", GuestVm.BOOT_TIMEOUT, from);
+        traffic(peer, vm, ETH1_UP, "restarted", true);
+        Poll.until("the new virtio-netd to serve both NICs", STEP,
+                () -> VirtioNetd.counter(again.get(0).stats(), "rx_packets") > 0
+                        && VirtioNetd.counter(again.get(1).stats(), "rx_packets") > 0, again.get(0)::describe);
     }
 
     /**
