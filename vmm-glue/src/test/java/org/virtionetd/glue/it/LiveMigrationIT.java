@@ -132,7 +132,7 @@ class LiveMigrationIT {
         Spawned rarp = ns.spawn("rarp-b1", "tcpdump", "-i", "b1", "-n", "-e", "-c", "1", "ether", "proto", "0x8035");
         Poll.until("tcpdump on b1 listening", Duration.ofSeconds(20),
                 () -> rarp.output().contains("listening on") || !rarp.isAlive(), rarp::output);
-        vm = hop(ns, vm, qmpA, b, "b", vms);
+        vm = hop(ns, vm, qmpA, a, b, "b", vms);
         Path qmpB = ns.dir().resolve("qmp-b.sock");
         assertThat(rarp.awaitExit(STEP)).as("tcpdump of RARP on b1: %s", rarp.output()).isZero();
         assertThat(rarp.output()).as("the RARP the device sent on b1 after SEND_RARP").contains(MAC1);
@@ -148,7 +148,7 @@ class LiveMigrationIT {
         long noPortsBefore = guestCounters(peer, vm)[2];
 
         // Hop 2: B -> A, the same VM migrated back.
-        vm = hop(ns, vm, qmpB, a, "a2", vms);
+        vm = hop(ns, vm, qmpB, b, a, "a2", vms);
         long noPortsAfter = guestCounters(peer, vm)[2];
         assertThat(noPortsAfter - noPortsBefore)
                 .as("UDP datagrams to a closed port the guest got across hop 2: the %d queued in A's tap while no "
@@ -156,7 +156,7 @@ class LiveMigrationIT {
         awaitLearned(ns, "br0", MAC0, "a0");
 
         // Hop 3: A -> C, another process.
-        vm = hop(ns, vm, ns.dir().resolve("qmp-a2.sock"), c, "c", vms);
+        vm = hop(ns, vm, ns.dir().resolve("qmp-a2.sock"), a, c, "c", vms);
 
         // Hop 4: C -> D, D's process killed in the middle and started again on the same sockets.
         vm = hopWithDestinationKilled(ns, vm, started, vms);
@@ -241,7 +241,8 @@ class LiveMigrationIT {
      * Migrates the guest running behind {@code sourceQmp} to {@code to}: the destination QEMU started with
      * {@code -incoming}, the source quit once the destination runs. Returns the destination.
      */
-    private static GuestVm hop(NetNs ns, GuestVm source, Path sourceQmp, Place to, String tag, List<GuestVm> vms) {
+    private static GuestVm hop(NetNs ns, GuestVm source, Path sourceQmp, Place from, Place to, String tag,
+                               List<GuestVm> vms) {
         Path qmp = ns.dir().resolve("qmp-" + tag + ".sock");
         String uri = "unix:" + ns.dir().resolve("mig-" + tag);
         GuestVm dst = guest(to, qmp).incoming(uri).start();
@@ -249,11 +250,16 @@ class LiveMigrationIT {
         Migration.awaitQmp(qmp, dst, STEP);
         long rxBefore = rxPackets(to);
         long t0 = System.nanoTime();
+        long[] logged = {dirtyPagesLogged(from.eth0()), dirtyPagesLogged(from.eth1())};
         Migration.start(sourceQmp, uri, UNLIMITED);
         Map<String, Object> end = Migration.awaitEnd(sourceQmp, Migration.TIMEOUT);
         LOG.log(System.Logger.Level.INFO, "hop to {0}: {1} in {2} ms: {3}", to.name(), end.get("status"),
                 (System.nanoTime() - t0) / 1_000_000, end);
         assertThat(end.get("status")).as("migration to %s: %s", to.name(), end).isEqualTo("completed");
+        assertThat(dirtyPagesLogged(from.eth0()) - logged[0]).as("pages %s's eth0 device logged in the migration",
+                from.name()).isPositive();
+        assertThat(dirtyPagesLogged(from.eth1()) - logged[1]).as("pages %s's eth1 device logged in the migration",
+                from.name()).isPositive();
         Poll.until("the guest to run on " + to.name(), STEP, () -> "running".equals(Migration.runState(qmp)),
                 () -> to.name() + ": " + Migration.runState(qmp));
         GuestVm.qmp(sourceQmp, "quit");
@@ -262,6 +268,10 @@ class LiveMigrationIT {
         source.close();
         awaitTraffic(to, rxBefore);
         return dst;
+    }
+
+    private static long dirtyPagesLogged(VirtioNetd d) {
+        return (Long) JsonText.at(d.stats(), "lifecycle", "dirty_pages_logged");
     }
 
     private static long rxPackets(Place p) {
