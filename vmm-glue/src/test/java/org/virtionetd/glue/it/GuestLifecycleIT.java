@@ -96,10 +96,15 @@ class GuestLifecycleIT {
             } else {
                 GuestVm.qmp(qmp, "system_reset");
             }
+            long t0 = System.nanoTime();
             vm.awaitLine("VND-READY", GuestVm.BOOT_TIMEOUT, from);
+            long t1 = System.nanoTime();
             // Both NICs, both directions, in two transfers: down one NIC and up the other, swapped each time.
             traffic(peer, vm, ETH1_UP, "boot" + i, i % 2 == 1 ? List.of("-d0", "-u1") : List.of("-d1", "-u0"));
+            long t2 = System.nanoTime();
             awaitSameHoldings(pid, first, "reboot " + i + (i % 2 == 1 ? " (reboot -f)" : " (system_reset)"));
+            LOG.log(System.Logger.Level.INFO, "reboot {0}: boot {1} ms, traffic {2} ms, holdings {3} ms", i,
+                    (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000);
         }
         assertThat(resets(side.eth0()) - resetsBefore).as("device resets eth0's device counted over %d reboots",
                 REBOOTS).isGreaterThanOrEqualTo(REBOOTS);

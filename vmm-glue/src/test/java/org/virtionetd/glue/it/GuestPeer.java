@@ -22,7 +22,7 @@ import static org.assertj.core.api.Assertions.assertThat;
  * The host side of a long-lived test guest, in the test's namespace: {@code guest_peer.py} (a test resource) serves
  * the guest's agent one shell script at a time and runs byte-checked streams both ways.
  *
- * <p>The guest runs {@link #agentCommand(String)}: it fetches {@code GET /cmd} from the host every 100 ms and runs
+ * <p>The guest runs {@link #agentCommand(String)}: it fetches {@code GET /cmd/guest} from the host every 100 ms and runs
  * what it gets, between {@code VND-AGENT-BEGIN N} and {@code VND-AGENT-END N rc=R} on its serial port. So one boot
  * serves a whole test, steps that take the network down included (the script brings it back), and a reboot starts
  * the agent again by itself. The first line of each script is {@code # vnd-id N}; the peer hands each out once.
@@ -34,6 +34,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 public final class GuestPeer implements AutoCloseable {
     public static final int HTTP_PORT = 8000;
     public static final int TCP_PORT = 5002;
+    private static final String DEFAULT_AGENT = "guest";
     private static final Pattern TRANSFER = Pattern.compile("(SENT|RECV) (\\S+) (\\d+) (\\S+)");
 
     private final NetNs ns;
@@ -76,20 +77,31 @@ public final class GuestPeer implements AutoCloseable {
      * ends the guest.
      */
     public static String agentCommand(String hostIp) {
-        return "while :; do if wget -q -O /tmp/c http://" + hostIp + ":" + HTTP_PORT + "/cmd 2>/dev/null; then "
-                + "id=$(head -n1 /tmp/c | cut -d' ' -f3); echo \"VND-AGENT-BEGIN $id\"; sh /tmp/c; "
+        return agentCommand(hostIp, DEFAULT_AGENT);
+    }
+
+    /** The agent loop of one of several guests served by this peer, each with its own name (letters, digits). */
+    public static String agentCommand(String hostIp, String agent) {
+        return "while :; do if wget -q -O /tmp/c http://" + hostIp + ":" + HTTP_PORT + "/cmd/" + agent
+                + " 2>/dev/null; then id=$(head -n1 /tmp/c | cut -d' ' -f3); echo \"VND-AGENT-BEGIN $id\"; sh /tmp/c; "
                 + "echo \"VND-AGENT-END $id rc=$?\"; else usleep 100000; fi; done";
     }
 
     /** Hands {@code script} to the guest's agent and returns its id, without waiting. */
     public int post(String script) {
+        return post(DEFAULT_AGENT, script);
+    }
+
+    /** Hands {@code script} to the agent named {@code agent} and returns its id, without waiting. */
+    public int post(String agent, String script) {
         int id = nextId++;
-        Path tmp = dir.resolve("cmd.tmp");
+        Path tmp = dir.resolve("cmd-" + agent + ".tmp");
         try {
             Files.writeString(tmp, "# vnd-id " + id + "\n" + script + "\n", StandardCharsets.UTF_8);
-            Files.move(tmp, dir.resolve("cmd.sh"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            Files.move(tmp, dir.resolve("cmd-" + agent + ".sh"), StandardCopyOption.ATOMIC_MOVE,
+                    StandardCopyOption.REPLACE_EXISTING);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the guest's next command in " + dir, e);
+            throw new UncheckedIOException("cannot write the next command of agent " + agent + " in " + dir, e);
         }
         return id;
     }
@@ -99,8 +111,13 @@ public final class GuestPeer implements AutoCloseable {
      * Fails with the output when it exits non-zero.
      */
     public String run(GuestVm vm, String script, Duration timeout) {
+        return run(DEFAULT_AGENT, vm, script, timeout);
+    }
+
+    /** Like {@link #run(GuestVm, String, Duration)} for the agent named {@code agent}, which runs on {@code vm}. */
+    public String run(String agent, GuestVm vm, String script, Duration timeout) {
         int from = vm.lineCount();
-        int id = post(script);
+        int id = post(agent, script);
         vm.awaitLine("VND-AGENT-BEGIN " + id + "$", timeout, from);
         String end = vm.awaitLine("VND-AGENT-END " + id + " rc=\\d+", timeout, from);
         String out = between(vm.output(), "VND-AGENT-BEGIN " + id, "VND-AGENT-END " + id);

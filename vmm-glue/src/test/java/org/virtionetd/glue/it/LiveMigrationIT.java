@@ -33,7 +33,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * checksum error and no PAWS-rejected (old) segment in the guest; the destination's devices carry the traffic; the
  * source's device unmaps the guest's memory when its QEMU quits; the bridge learns the new port, from the guest's
  * announcement on eth0 and from the device's RARP (SEND_RARP) on eth1; frames queued in a tap while no front-end ran
- * its device do not reach the guest when it comes back.
+ * its device do not reach the guest when it comes back; a second guest, on br0 all along, streams to the migrating
+ * one through every hop, byte-checked too.
  */
 @Tag("integration")
 class LiveMigrationIT {
@@ -44,6 +45,9 @@ class LiveMigrationIT {
     private static final String GUEST0 = "10.77.0.2";
     private static final String MAC0 = "52:54:00:12:34:56";
     private static final String MAC1 = "52:54:00:12:34:58";
+    private static final String MAC_SECOND = "52:54:00:12:34:60";
+    private static final String GUEST_SECOND = "10.77.0.3";
+    private static final String SECOND = "second";
     private static final long UNLIMITED = 4L << 30;
     private static final int STALE_FRAMES = 20;
     private static final List<String> DOWN = List.of("d0", "d1a", "d1b");
@@ -60,12 +64,12 @@ class LiveMigrationIT {
     @Timeout(value = 15, unit = TimeUnit.MINUTES)
     void streamsSurviveMigrationsThereAndBackAcrossProcessesAndADestinationKilledMidway() {
         try (NetNs ns = NetNs.create()) {
-            List<String> taps = List.of("a0", "a1", "b0", "b1", "c0", "c1", "d0", "d1");
+            List<String> taps = List.of("a0", "a1", "b0", "b1", "c0", "c1", "d0", "d1", "g0");
             for (String t : taps) {
                 ns.exec("ip", "tuntap", "add", "dev", t, "mode", "tap", "multi_queue");
                 ns.up(t);
             }
-            ns.addBridge("br0", "a0", "b0", "c0", "d0");
+            ns.addBridge("br0", "a0", "b0", "c0", "d0", "g0");
             ns.addBridge("br1", "a1", "b1", "c1", "d1");
             ns.addAddress("br0", HOST0 + "/24");
             ns.addAddress("br1", HOST1 + "/24");
@@ -74,13 +78,13 @@ class LiveMigrationIT {
             try (GuestPeer peer = GuestPeer.start(ns)) {
                 List<VirtioNetd> p1 = VirtioNetd.startDevices(ns, "p1", List.of("a0", "a1", "b0", "b1"), "--queues", "2");
                 started.addAll(p1);
-                List<VirtioNetd> p2 = VirtioNetd.startDevices(ns, "p2", List.of("c0", "c1"), "--queues", "2");
+                List<VirtioNetd> p2 = VirtioNetd.startDevices(ns, "p2", List.of("c0", "c1", "g0"), "--queues", "2");
                 started.addAll(p2);
                 Place a = new Place("A (process p1)", p1.get(0), p1.get(1));
                 Place b = new Place("B (process p1)", p1.get(2), p1.get(3));
                 Place c = new Place("C (process p2)", p2.get(0), p2.get(1));
                 Failures.withContext(() -> describe(vms, peer, started),
-                        () -> run(ns, peer, a, b, c, vms, started));
+                        () -> run(ns, peer, a, b, c, p2.get(2), vms, started));
             } finally {
                 for (GuestVm vm : vms) {
                     vm.close();
@@ -111,12 +115,16 @@ class LiveMigrationIT {
                 .mac(MAC0).ip(GUEST0 + "/24").command(GuestPeer.agentCommand(HOST0));
     }
 
-    private static void run(NetNs ns, GuestPeer peer, Place a, Place b, Place c, List<GuestVm> vms,
+    private static void run(NetNs ns, GuestPeer peer, Place a, Place b, Place c, VirtioNetd g0, List<GuestVm> vms,
                             List<VirtioNetd> started) throws Exception {
         Path qmpA = ns.dir().resolve("qmp-a.sock");
+        GuestVm second = GuestVm.builder().vhostUser(g0.socket()).mac(MAC_SECOND).memoryMiB(256)
+                .ip(GUEST_SECOND + "/24").command(GuestPeer.agentCommand(HOST0, SECOND)).start();
+        vms.add(second);
         GuestVm vm = guest(a, qmpA).start();
         vms.add(vm);
         vm.awaitReady(GuestVm.BOOT_TIMEOUT);
+        second.awaitReady(GuestVm.BOOT_TIMEOUT);
         peer.run(vm, String.join("\n",
                 "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done",
                 "ip addr add 10.78.0.2/24 dev eth1 && ip link set eth1 up && ethtool -L eth1 combined 2",
@@ -126,6 +134,17 @@ class LiveMigrationIT {
                 GuestPeer.downloadStream("d0", HOST0), GuestPeer.downloadStream("d1a", HOST1),
                 GuestPeer.downloadStream("d1b", HOST1), GuestPeer.uploadStream("u0", HOST0),
                 GuestPeer.uploadStream("u1", HOST1)), STEP);
+        // The second guest streams to the one that migrates, through br0: it keeps reaching it only if the bridge
+        // learns each new port (the guest's announcement on eth0).
+        peer.run(vm, String.join("\n",
+                "(nc -l -p 6000 | dd bs=65536 2>/tmp/g2g.dd | sha256sum | cut -d' ' -f1 > /tmp/g2g.h; "
+                        + "echo VND-GOT g2g $(cat /tmp/g2g.h) $(grep -o '^[0-9]* bytes' /tmp/g2g.dd)) &",
+                "i=0; while ! netstat -ltn | grep -q ':6000 ' && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done"),
+                STEP);
+        peer.run(SECOND, second, String.join("\n",
+                "head -c 4000000 /dev/urandom > /tmp/up.bin; mkfifo /tmp/f",
+                "(sha256sum < /tmp/f | cut -d' ' -f1 > /tmp/h & while [ ! -e /tmp/stop ]; do cat /tmp/up.bin; done "
+                        + "| tee /tmp/f | nc " + GUEST0 + " 6000; wait; echo VND-PUT g2g $(cat /tmp/h)) &"), STEP);
         awaitTraffic(a);
 
         // Hop 1: A -> B, one process.
@@ -173,6 +192,12 @@ class LiveMigrationIT {
         for (String s : UP) {
             peer.assertSameBytes(vm, s, 1 << 20, STEP);
         }
+        peer.run(SECOND, second, "touch /tmp/stop", STEP);
+        String sent = second.awaitMatch("VND-PUT g2g (\\S+)", STEP).group(1);
+        MatchResult got = vm.awaitMatch("VND-GOT g2g (\\S+) (\\d+) bytes", STEP);
+        assertThat(got.group(1)).as("SHA-256 of the second guest's stream to the migrated one (%s bytes)",
+                got.group(2)).isEqualTo(sent);
+        assertThat(Long.parseLong(got.group(2))).as("bytes from the second guest").isGreaterThan(1 << 20);
         long[] after = guestCounters(peer, vm);
         assertThat(after[1] - before[1]).as("guest TcpInCsumErrors over the four hops").isZero();
         assertThat(after[0] - before[0]).as("guest TcpExtPAWSEstab over the four hops: old segments delivered")

@@ -2,7 +2,7 @@
 streams, run inside the test's network namespace.
 
 HTTP on --http-port:
-  GET  /cmd               the file DIR/cmd.sh once (it is renamed away when served); 404 when there is none
+  GET  /cmd/AGENT         the file DIR/cmd-AGENT.sh once (it is renamed away when served); 404 when there is none
   GET  /stream/NAME       seeded random bytes until DIR/stop-NAME exists (or --max-stream bytes)
   GET  /file/NAME/BYTES   BYTES seeded random bytes
 TCP on --tcp-port: every connection sends a first line with its NAME, then a stream of any length until EOF.
@@ -34,9 +34,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         parts = self.path.strip("/").split("/")
-        if parts == ["cmd"]:
-            src = os.path.join(ARGS.dir, "cmd.sh")
-            served = os.path.join(ARGS.dir, "cmd.served")
+        if len(parts) == 2 and parts[0] == "cmd" and parts[1].isalnum():
+            src = os.path.join(ARGS.dir, "cmd-" + parts[1] + ".sh")
+            served = os.path.join(ARGS.dir, "cmd-" + parts[1] + ".served")
             try:
                 os.replace(src, served)
             except FileNotFoundError:
