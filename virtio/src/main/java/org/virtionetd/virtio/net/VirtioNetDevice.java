@@ -45,11 +45,13 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     private long proposed;
     private volatile int headerLength = VirtioNetHeader.LENGTH_LEGACY;
     /**
-     * The header length the backends were last configured with. A reset does not reconfigure them, so a packet the
-     * device makes up itself (the RARP of SEND_RARP, which QEMU may send around a reset) takes this length, not
+     * The header length the backends were last configured with, -1 before the first configuration. A reset does
+     * not reconfigure them, so a packet the device makes up itself (the RARP of SEND_RARP) takes this length, not
      * {@link #headerLength}.
      */
-    private volatile int backendHeaderLength = VirtioNetHeader.LENGTH_LEGACY;
+    private int backendHeaderLength = -1;
+    /** The guest MAC of a SEND_RARP that came before the backends were configured, or null. */
+    private byte[] pendingRarp;
     private volatile RxFilter filter;
     private volatile long guestOffloads;
     private volatile int activePairs = 1;
@@ -191,6 +193,11 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         for (int p = 0; p < pairs; p++) {
             syncBackendEnabled(p);
         }
+        if (pendingRarp != null) {
+            byte[] rarp = pendingRarp;
+            pendingRarp = null;
+            sendRarp(rarp);
+        }
     }
 
     /**
@@ -198,7 +205,13 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
      * active ones (5.1.6.5.5). A multi-queue tap then stops steering flows into a queue nobody reads.
      */
     private void syncBackendEnabled(int pair) {
-        boolean on = queues.receiveQueue(pair).enabled() && pair < activePairs;
+        // A pair other than the first also needs its receive queue running: a front-end that uses fewer pairs
+        // than the device has (QEMU's queues=1 on a --queues 2 device) never starts the others, whose queues are
+        // enabled by default, and a tap queue left attached would swallow the flows the kernel steers to it.
+        // Pair 0 stays attached while no driver runs, so that the tap keeps its carrier; what it queues then is
+        // dropped when the receive queue starts (QueuePairs).
+        Virtqueue rx = queues.receiveQueue(pair);
+        boolean on = rx.enabled() && pair < activePairs && (pair == 0 || rx.started());
         try {
             backends[pair].setEnabled(on);
         } catch (IOException | RuntimeException e) {
@@ -242,6 +255,13 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     @Override
     public synchronized void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException {
         queues.start(index, memory, acked, kick, notifier);
+        if (isReceiveQueue(index)) {
+            syncBackendEnabled(index / 2);
+        }
+    }
+
+    private boolean isReceiveQueue(int index) {
+        return index < 2 * pairs && index % 2 == 0;
     }
 
     @Override
@@ -257,7 +277,7 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             return;
         }
         queues.at(index).setEnabled(enabled);
-        if (index < 2 * pairs && index % 2 == 0) {
+        if (isReceiveQueue(index)) {
             syncBackendEnabled(index / 2);
         }
         queues.wake(index);
@@ -265,7 +285,11 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
 
     @Override
     public synchronized int stopQueue(int index) {
-        return queues.stop(index);
+        int base = queues.stop(index);
+        if (isReceiveQueue(index)) {
+            syncBackendEnabled(index / 2);
+        }
+        return base;
     }
 
     @Override
@@ -367,16 +391,28 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
                 LOG.log(System.Logger.Level.WARNING, "backend " + b.name() + " kept its offloads after reset: " + e);
             }
         }
+        for (int p = 0; p < pairs; p++) {
+            syncBackendEnabled(p);
+        }
     }
 
+    /**
+     * SEND_RARP (vhost-user.rst): an RFC 903 RARP request from the guest's MAC out of the backend, so that switches
+     * learn where the guest is now. QEMU sends it from the destination of a migration as soon as the migration
+     * ends, in several rounds, and the first may come before the features (and so the backends' header length)
+     * are known: such a RARP waits and goes out once the backends are configured.
+     */
     @Override
-    public void sendRarp(byte[] rarpMac) {
+    public synchronized void sendRarp(byte[] rarpMac) {
         if (rarpMac == null || rarpMac.length != 6) {
             LOG.log(System.Logger.Level.WARNING, "SEND_RARP with a MAC of " + (rarpMac == null ? 0 : rarpMac.length)
                     + " bytes ignored");
             return;
         }
-        // RARP request (RFC 903) from the guest's MAC: switches relearn where the guest now is.
+        if (backendHeaderLength < 0) {
+            pendingRarp = rarpMac.clone();
+            return;
+        }
         ByteBuffer frame = ByteBuffer.allocateDirect(60).order(ByteOrder.BIG_ENDIAN);
         for (int i = 0; i < 6; i++) {
             frame.put((byte) 0xff);
@@ -388,18 +424,16 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
         Packet p = new Packet(1);
         p.reset(backendHeaderLength);
         p.add(frame);
-        synchronized (this) {
-            queues.withLoopStopped(0, () -> {
-                try {
-                    if (!backends[0].send(p)) {
-                        counters[0].txDroppedBackend.increment();
-                    }
-                } catch (IOException e) {
-                    LOG.log(System.Logger.Level.WARNING, "RARP announce through " + backends[0].name()
-                            + " failed: " + e.getMessage());
+        queues.withLoopStopped(0, () -> {
+            try {
+                if (!backends[0].send(p)) {
+                    counters[0].txDroppedBackend.increment();
                 }
-            });
-        }
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "RARP announce through " + backends[0].name()
+                        + " failed: " + e.getMessage());
+            }
+        });
     }
 
     @Override

@@ -80,6 +80,23 @@ class MultiQueueTest {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(RingFormat.class)
+    void aPairWhoseReceiveQueueIsStoppedOrResetIsDisabledInItsBackend(RingFormat format) throws Exception {
+        try (NetFixture f = new NetFixture(VirtioNetFeature.OFFLOADS, 2, format.options())) {
+            f.driver.start();
+            assertThat(f.driver.mqVqPairsSet(2)).isEqualTo(VirtioNetCtrl.OK);
+            assertThat(f.backends.get(1).enabled()).isTrue();
+            // vhost-user GET_VRING_BASE of receiveq2: nobody reads pair 1 until it starts again.
+            f.device.stopQueue(2);
+            assertThat(f.backends.get(1).enabled()).as("pair 1 with receiveq2 stopped").isFalse();
+            // A reset: the next driver (or a front-end with fewer pairs, which never starts pair 1) begins on pair 0.
+            f.device.reset();
+            assertThat(f.backends.get(1).enabled()).as("pair 1 after a reset").isFalse();
+            assertThat(f.backends.get(0).enabled()).as("pair 0 after a reset").isTrue();
+        }
+    }
+
     @Property(tries = 25)
     void framesSurviveTheRoundTripInEveryShape(@ForAll @IntRange(min = 14, max = 9000) int length,
                                               @ForAll @IntRange(min = 1, max = 8) int pieces,

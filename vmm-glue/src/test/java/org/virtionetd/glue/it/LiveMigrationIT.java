@@ -151,7 +151,7 @@ class LiveMigrationIT {
         Spawned rarp = ns.spawn("rarp-b1", "tcpdump", "-i", "b1", "-n", "-e", "-c", "1", "ether", "proto", "0x8035");
         Poll.until("tcpdump on b1 listening", Duration.ofSeconds(20),
                 () -> rarp.output().contains("listening on") || !rarp.isAlive(), rarp::output);
-        vm = hop(ns, vm, qmpA, a, b, "b", vms);
+        vm = hop(ns, peer, vm, qmpA, a, b, "b", vms);
         Path qmpB = ns.dir().resolve("qmp-b.sock");
         assertThat(rarp.awaitExit(STEP)).as("tcpdump of RARP on b1: %s", rarp.output()).isZero();
         assertThat(rarp.output()).as("the RARP the device sent on b1 after SEND_RARP").contains(MAC1);
@@ -167,7 +167,7 @@ class LiveMigrationIT {
         long noPortsBefore = guestCounters(peer, vm)[2];
 
         // Hop 2: B -> A, the same VM migrated back.
-        vm = hop(ns, vm, qmpB, b, a, "a2", vms);
+        vm = hop(ns, peer, vm, qmpB, b, a, "a2", vms);
         long noPortsAfter = guestCounters(peer, vm)[2];
         assertThat(noPortsAfter - noPortsBefore)
                 .as("UDP datagrams to a closed port the guest got across hop 2: the %d queued in A's tap while no "
@@ -175,7 +175,7 @@ class LiveMigrationIT {
         awaitLearned(ns, "br0", MAC0, "a0");
 
         // Hop 3: A -> C, another process.
-        vm = hop(ns, vm, ns.dir().resolve("qmp-a2.sock"), a, c, "c", vms);
+        vm = hop(ns, peer, vm, ns.dir().resolve("qmp-a2.sock"), a, c, "c", vms);
 
         // Hop 4: C -> D, D's process killed in the middle and started again on the same sockets.
         vm = hopWithDestinationKilled(ns, vm, started, vms);
@@ -266,8 +266,8 @@ class LiveMigrationIT {
      * Migrates the guest running behind {@code sourceQmp} to {@code to}: the destination QEMU started with
      * {@code -incoming}, the source quit once the destination runs. Returns the destination.
      */
-    private static GuestVm hop(NetNs ns, GuestVm source, Path sourceQmp, Place from, Place to, String tag,
-                               List<GuestVm> vms) {
+    private static GuestVm hop(NetNs ns, GuestPeer peer, GuestVm source, Path sourceQmp, Place from, Place to,
+                               String tag, List<GuestVm> vms) {
         Path qmp = ns.dir().resolve("qmp-" + tag + ".sock");
         String uri = "unix:" + ns.dir().resolve("mig-" + tag);
         GuestVm dst = guest(to, qmp).incoming(uri).start();
@@ -291,7 +291,17 @@ class LiveMigrationIT {
         Poll.until("the source QEMU to exit after quit", Duration.ofSeconds(30), () -> !source.isAlive(),
                 source::toString);
         source.close();
-        awaitTraffic(to, rxBefore);
+        try {
+            awaitTraffic(to, rxBefore);
+        } catch (AssertionError e) {
+            String guest;
+            try {
+                guest = peer.run(dst, "ip -s link; ethtool -S eth1; ethtool -l eth1", Duration.ofSeconds(20));
+            } catch (AssertionError | RuntimeException inner) {
+                guest = "(the guest's agent did not answer: " + inner.getMessage() + ")";
+            }
+            throw new AssertionError(e.getMessage() + "\nthe guest's view:\n" + Cmd.indent(guest), e);
+        }
         return dst;
     }
 
