@@ -137,8 +137,12 @@ class LiveMigrationIT {
         // The second guest streams to the one that migrates, through br0: it keeps reaching it only if the bridge
         // learns each new port (the guest's announcement on eth0).
         peer.run(vm, String.join("\n",
-                "(nc -l -p 6000 | dd bs=65536 2>/tmp/g2g.dd | sha256sum | cut -d' ' -f1 > /tmp/g2g.h; "
-                        + "echo VND-GOT g2g $(cat /tmp/g2g.h) $(grep -o '^[0-9]* bytes' /tmp/g2g.dd)) &",
+                // nc -l reads a fifo that a background sleep holds open: busybox nc -l ends the connection when its
+                // stdin ends, and a never-ending writer inside the pipeline would keep the pipeline from ending.
+                "(mkfifo /tmp/g2in /tmp/g2c; sleep 100000 > /tmp/g2in & wc -c < /tmp/g2c > /tmp/g2g.n & "
+                        + "nc -l -p 6000 < /tmp/g2in | tee /tmp/g2c | sha256sum | cut -d' ' -f1 > /tmp/g2g.h; "
+                        + "i=0; while [ ! -s /tmp/g2g.n ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); done; "
+                        + "echo VND-GOT g2g $(cat /tmp/g2g.h) $(cat /tmp/g2g.n) bytes) &",
                 "i=0; while ! netstat -ltn | grep -q ':6000 ' && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done"),
                 STEP);
         peer.run(SECOND, second, String.join("\n",
