@@ -42,6 +42,7 @@ class GuestLifecycleIT {
     private static final int HOTPLUGS = 10;
     private static final int BYTES = 256 * 1024;
     private static final Pattern FEATURES = Pattern.compile("VND-ETH1 (\\S+) ([01]+)");
+    private static final Pattern UPTIME = Pattern.compile("VND-UPTIME (\\S+)");
 
     /** eth1 up (waiting for it, bounded), a small upload file; prints eth1's MAC and features. */
     private static final String ETH1_UP = String.join("\n",
@@ -49,6 +50,7 @@ class GuestLifecycleIT {
             "ip addr add 10.78.0.2/24 dev eth1 && ip link set eth1 up || exit 3",
             "[ -e /tmp/small.bin ] || head -c " + BYTES + " /dev/urandom > /tmp/small.bin",
             "echo VND-ETH1 $(cat /sys/class/net/eth1/address) $(cat /sys/class/net/eth1/device/features)",
+            "echo VND-UPTIME $(cut -d' ' -f1 /proc/uptime)",
             "ping -c 1 -W 10 " + HOST1 + " > /dev/null || exit 4");
 
     private record Side(NetNs ns, VirtioNetd eth0, VirtioNetd eth1) {
@@ -100,11 +102,14 @@ class GuestLifecycleIT {
             vm.awaitLine("VND-READY", GuestVm.BOOT_TIMEOUT, from);
             long t1 = System.nanoTime();
             // Both NICs, both directions, in two transfers: down one NIC and up the other, swapped each time.
-            traffic(peer, vm, ETH1_UP, "boot" + i, i % 2 == 1 ? List.of("-d0", "-u1") : List.of("-d1", "-u0"));
+            String out = traffic(peer, vm, ETH1_UP, "boot" + i,
+                    i % 2 == 1 ? List.of("-d0", "-u1") : List.of("-d1", "-u0"));
             long t2 = System.nanoTime();
             awaitSameHoldings(pid, first, "reboot " + i + (i % 2 == 1 ? " (reboot -f)" : " (system_reset)"));
-            LOG.log(System.Logger.Level.INFO, "reboot {0}: boot {1} ms, traffic {2} ms, holdings {3} ms", i,
-                    (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000);
+            Matcher up = UPTIME.matcher(out);
+            LOG.log(System.Logger.Level.INFO, "reboot {0}: boot {1} ms (guest uptime then {2} s), traffic {3} ms, "
+                    + "holdings {4} ms", i, (t1 - t0) / 1_000_000, up.find() ? up.group(1) : "?",
+                    (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000);
         }
         assertThat(resets(side.eth0()) - resetsBefore).as("device resets eth0's device counted over %d reboots",
                 REBOOTS).isGreaterThanOrEqualTo(REBOOTS);
