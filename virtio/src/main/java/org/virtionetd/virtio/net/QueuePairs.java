@@ -141,7 +141,8 @@ final class QueuePairs {
         return queues[index].base();
     }
 
-    private boolean isReceiveQueue(int index) {
+    /** Whether {@code index} is a receive queue, receiveq(p) = 2p (5.1.2); {@link #pairOf} gives its pair. */
+    boolean isReceiveQueue(int index) {
         return index < 2 * pairs && index % 2 == 0;
     }
 

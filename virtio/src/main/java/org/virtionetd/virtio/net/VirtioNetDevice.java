@@ -255,13 +255,9 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     @Override
     public synchronized void startQueue(int index, EventFd kick, Notifier notifier) throws VirtioException {
         queues.start(index, memory, acked, kick, notifier);
-        if (isReceiveQueue(index)) {
-            syncBackendEnabled(index / 2);
+        if (queues.isReceiveQueue(index)) {
+            syncBackendEnabled(queues.pairOf(index));
         }
-    }
-
-    private boolean isReceiveQueue(int index) {
-        return index < 2 * pairs && index % 2 == 0;
     }
 
     @Override
@@ -277,8 +273,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
             return;
         }
         queues.at(index).setEnabled(enabled);
-        if (isReceiveQueue(index)) {
-            syncBackendEnabled(index / 2);
+        if (queues.isReceiveQueue(index)) {
+            syncBackendEnabled(queues.pairOf(index));
         }
         queues.wake(index);
     }
@@ -286,8 +282,8 @@ public final class VirtioNetDevice implements VirtioDevice, DeviceContext, Contr
     @Override
     public synchronized int stopQueue(int index) {
         int base = queues.stop(index);
-        if (isReceiveQueue(index)) {
-            syncBackendEnabled(index / 2);
+        if (queues.isReceiveQueue(index)) {
+            syncBackendEnabled(queues.pairOf(index));
         }
         return base;
     }
