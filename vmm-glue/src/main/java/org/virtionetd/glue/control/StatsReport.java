@@ -17,6 +17,8 @@ import java.util.Map;
  * {@code "memory"} array of {@code {"guest_address", "size", "rx_buffers"}} (receive buffers the device wrote
  * frames into in that region since the memory was set, as {@link RegionRxBuffers} counts them: approximate while
  * traffic runs).
+ *
+ * <p>{@link PrometheusExposition} renders the same counters for Prometheus.
  */
 public final class StatsReport {
     private final String device;
@@ -65,6 +67,26 @@ public final class StatsReport {
             }
             pairs.add(m);
         }
+    }
+
+    /** The device's name, as the reports show it. */
+    String device() {
+        return device;
+    }
+
+    /** Counters by name, one map per queue pair (pair i at index i). */
+    List<Map<String, Long>> pairs() {
+        return pairs;
+    }
+
+    /** Lifecycle counters by name; empty when the caller has none. */
+    Map<String, Long> lifecycle() {
+        return lifecycle;
+    }
+
+    /** guest_address, size and rx_buffers of each memory region; null when the caller has none. */
+    List<Map<String, Long>> memory() {
+        return memory;
     }
 
     public String toJson() {
