@@ -4,6 +4,9 @@ import org.virtionetd.backends.BackendFactory;
 import org.virtionetd.backends.Backends;
 import org.virtionetd.glue.control.ControlServer;
 import org.virtionetd.glue.control.FeatureReport;
+import org.virtionetd.glue.control.MetricsAddress;
+import org.virtionetd.glue.control.MetricsHttpServer;
+import org.virtionetd.glue.control.PrometheusExposition;
 import org.virtionetd.glue.control.StatsReport;
 import org.virtionetd.glue.vhostuser.LifecycleCounters;
 import org.virtionetd.glue.vhostuser.VhostUserServer;
@@ -16,6 +19,7 @@ import org.virtionetd.virtio.net.VirtioNetFeature;
 import picocli.CommandLine;
 
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -27,7 +31,8 @@ import java.util.function.Function;
 /**
  * {@code virtio-netd}: serves virtio-net devices on vhost-user sockets, each with a backend such as a tap or a port
  * of an in-process switch: one with {@code --socket/--backend}, more with repeated {@code --device}.
- * Subcommands {@code features} and {@code stats} inspect a running device through its control socket.
+ * Subcommands {@code features} and {@code stats} inspect a running device through its control socket;
+ * {@code --metrics-listen} serves the counters of every device to Prometheus.
  */
 @CommandLine.Command(name = "virtio-netd", mixinStandardHelpOptions = true, versionProvider = Version.class,
         subcommands = {FeaturesCommand.class, StatsCommand.class},
@@ -80,6 +85,12 @@ public final class Main implements Callable<Integer> {
     @CommandLine.Option(names = "--control", paramLabel = "PATH",
             description = "Control socket for 'virtio-netd features' and 'stats' (mode 0600).")
     Path control;
+
+    @CommandLine.Option(names = "--metrics-listen", paramLabel = "ADDR:PORT",
+            description = "Serve the counters of every device of this process on http://ADDR:PORT/metrics in the "
+                    + "Prometheus text format (what 'stats --format prometheus' prints); :PORT or PORT listens on "
+                    + "loopback, [IPV6]:PORT on an IPv6 address.")
+    String metricsListen;
 
     @CommandLine.Option(names = "--no-offload",
             description = "Offer the guest no offloads at all (tap opened without a vnet header).")
@@ -153,6 +164,7 @@ public final class Main implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         List<DeviceSpec> specs = new ArrayList<>();
+        InetSocketAddress metricsAddress = null;
         try {
             if (noOffload && softwareOffload) {
                 throw new IllegalArgumentException("--no-offload and --software-offload exclude each other");
@@ -177,6 +189,9 @@ public final class Main implements Callable<Integer> {
                 throw new IllegalArgumentException("--busy-poll-us " + busyPollMicros + " is outside 0.."
                         + NetDeviceConfig.MAX_BUSY_POLL_MICROS);
             }
+            if (metricsListen != null) {
+                metricsAddress = MetricsAddress.parse(metricsListen);
+            }
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
@@ -186,8 +201,12 @@ public final class Main implements Callable<Integer> {
             for (DeviceSpec d : specs) {
                 served.add(serve(d));
             }
+            MetricsHttpServer metrics = metricsAddress == null ? null : serveMetrics(metricsAddress, served);
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                 LOG.log(System.Logger.Level.INFO, "virtio-netd shutting down");
+                if (metrics != null) {
+                    metrics.close();
+                }
                 shutdown(served);
                 stopped.countDown();
             }, "shutdown"));
@@ -236,6 +255,20 @@ public final class Main implements Callable<Integer> {
         return new Served(name, device, server, controlServer);
     }
 
+    /** The HTTP listener of --metrics-listen: one exposition of all of {@code served}, read at each scrape. */
+    private MetricsHttpServer serveMetrics(InetSocketAddress address, List<Served> served) throws IOException {
+        List<Served> all = List.copyOf(served);
+        MetricsHttpServer m;
+        try {
+            m = new MetricsHttpServer(address, () -> PrometheusExposition.render(all.stream()
+                    .map(s -> statsReport(s.name(), s.device(), s.server().lifecycle())).toList()));
+        } catch (IOException e) {
+            throw new IOException("--metrics-listen '" + metricsListen + "': " + e.getMessage(), e);
+        }
+        LOG.log(System.Logger.Level.INFO, "virtio-netd metrics of " + all.size() + " device(s) on " + m.url());
+        return m;
+    }
+
     private static int checkQueues(int n) {
         if (n < 1 || n > 32) {
             throw new IllegalArgumentException("--queues " + n + " is outside 1..32");
@@ -263,15 +296,20 @@ public final class Main implements Callable<Integer> {
                     return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
                 },
                 "stats", fmt -> {
-                    List<NetCounters> cs = new ArrayList<>();
-                    long[] allocated = new long[device.queuePairs()];
-                    for (int p = 0; p < device.queuePairs(); p++) {
-                        cs.add(device.counters(p));
-                        allocated[p] = device.loopAllocatedBytes(p);
-                    }
-                    StatsReport r = new StatsReport(name, cs, allocated, lifecycle.snapshot(),
-                            device.rxBuffersByRegion());
-                    return "json".equals(fmt) ? r.toJson() + "\n" : r.toTable();
+                    StatsReport r = statsReport(name, device, lifecycle);
+                    return "json".equals(fmt) ? r.toJson() + "\n"
+                            : "prometheus".equals(fmt) ? PrometheusExposition.render(List.of(r)) : r.toTable();
                 });
+    }
+
+    /** Every counter of one device now: its queue pairs', its memory regions', its lifecycle's. */
+    static StatsReport statsReport(String name, VirtioNetDevice device, LifecycleCounters lifecycle) {
+        List<NetCounters> cs = new ArrayList<>();
+        long[] allocated = new long[device.queuePairs()];
+        for (int p = 0; p < device.queuePairs(); p++) {
+            cs.add(device.counters(p));
+            allocated[p] = device.loopAllocatedBytes(p);
+        }
+        return new StatsReport(name, cs, allocated, lifecycle.snapshot(), device.rxBuffersByRegion());
     }
 }

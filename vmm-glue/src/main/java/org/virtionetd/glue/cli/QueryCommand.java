@@ -4,6 +4,7 @@ import org.virtionetd.glue.control.ControlServer;
 import picocli.CommandLine;
 
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.Callable;
 
 /** Shared by {@code features} and {@code stats}: ask a running device through its control socket. */
@@ -12,18 +13,40 @@ abstract class QueryCommand implements Callable<Integer> {
             description = "Control socket of the running virtio-netd (its --control option).")
     Path control;
 
-    @CommandLine.Option(names = "--json", description = "Print one JSON object instead of a table.")
+    @CommandLine.Option(names = "--json", description = "Print one JSON object instead of a table (--format json).")
     boolean json;
+
+    @CommandLine.Option(names = "--format", paramLabel = "FORMAT",
+            description = "How to print the answer: table (the default) or json; stats also prometheus (the "
+                    + "Prometheus text exposition format).")
+    String format;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
     abstract String command();
 
+    /** The --format words this command answers in, the default first; the control socket speaks the same words. */
+    abstract List<String> formats();
+
+    /** The format word sent to the device: --format, or json for --json, or the default. */
+    String formatWord() {
+        if (format != null && !formats().contains(format)) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--format '" + format + "' is not one of "
+                    + String.join(", ", formats()));
+        }
+        if (json && format != null && !"json".equals(format)) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--json and --format " + format
+                    + " exclude each other (--json is --format json)");
+        }
+        return format != null ? format : json ? "json" : formats().get(0);
+    }
+
     @Override
     public Integer call() {
+        String word = formatWord();
         try {
-            String answer = ControlServer.query(control, command() + (json ? " json" : " table"));
+            String answer = ControlServer.query(control, command() + " " + word);
             if (answer.startsWith("error:")) {
                 spec.commandLine().getErr().print(answer);
                 return 1;
