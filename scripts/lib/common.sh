@@ -6,7 +6,8 @@
 # The packages the project's build, tests, demo and benchmarks need on Debian 12.
 # dpdk-testpmd ships in dpdk-dev, not in dpdk.
 VND_PACKAGES=(qemu-system-x86 dpdk dpdk-dev iperf3 busybox-static ethtool cpio iproute2
-              linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3)
+              linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3
+              python3-prometheus-client)
 
 VND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VND_CACHE="${VND_CACHE:-${HOME:-/root}/.cache/virtio-netd}"
@@ -43,7 +44,12 @@ ensure_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
-ensure_project_packages() { ensure_packages "${VND_PACKAGES[@]}"; }
+# ensure_project_packages: installs the missing VND_PACKAGES and exports their names in VND_PACKAGES_ENSURED, so
+# that a test needing one of them (PrometheusScrape.requireParser) fails under scripts/test instead of skipping.
+ensure_project_packages() {
+    ensure_packages "${VND_PACKAGES[@]}"
+    export VND_PACKAGES_ENSURED="${VND_PACKAGES[*]}"
+}
 
 # kernel_version: the newest installed Debian cloud kernel (what the test guest boots), e.g. 6.1.0-56-cloud-amd64.
 # The running kernel is irrelevant: the guest runs under QEMU.
