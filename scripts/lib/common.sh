@@ -7,7 +7,7 @@
 # dpdk-testpmd ships in dpdk-dev, not in dpdk.
 VND_PACKAGES=(qemu-system-x86 dpdk dpdk-dev iperf3 busybox-static ethtool cpio iproute2
               linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3
-              python3-prometheus-client)
+              python3-prometheus-client systemd)
 
 VND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VND_CACHE="${VND_CACHE:-${HOME:-/root}/.cache/virtio-netd}"
