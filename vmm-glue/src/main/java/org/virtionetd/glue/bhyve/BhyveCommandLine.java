@@ -44,6 +44,8 @@ public final class BhyveCommandLine {
         boolean dryRun = false;
         boolean showFeatures = false;
         boolean help = false;
+        boolean emitLibvirtXml = false;
+        String libvirtType = null;
         Path kernel = null;
         Path initrd = null;
         String append = null;
@@ -66,6 +68,7 @@ public final class BhyveCommandLine {
                 switch (name) {
                     case "--dry-run": dryRun = true; continue;
                     case "--show-features": showFeatures = true; continue;
+                    case "--emit-libvirt-xml": emitLibvirtXml = true; continue;
                     case "--help": help = true; continue;
                     default:
                         break;
@@ -82,6 +85,12 @@ public final class BhyveCommandLine {
                     case "--append": append = value; break;
                     case "--run-dir": runDir = Path.of(value); break;
                     case "--qemu": qemu = value; break;
+                    case "--libvirt-type":
+                        if (!value.equals("qemu") && !value.equals("kvm")) {
+                            throw usage("--libvirt-type " + value + ": expected qemu (TCG) or kvm");
+                        }
+                        libvirtType = value;
+                        break;
                     case "--wait":
                         try {
                             wait = Integer.parseInt(value);
@@ -141,9 +150,17 @@ public final class BhyveCommandLine {
                 break;
             }
         }
+        if (emitLibvirtXml && (dryRun || showFeatures)) {
+            throw usage("--emit-libvirt-xml starts nothing; it cannot be combined with "
+                    + (dryRun ? "--dry-run" : "--show-features"));
+        }
+        if (libvirtType != null && !emitLibvirtXml) {
+            throw usage("--libvirt-type " + libvirtType + " needs --emit-libvirt-xml");
+        }
+        String type = libvirtType != null ? libvirtType : WrapperOptions.DEFAULT_LIBVIRT_TYPE;
         if (help) {
             return new Parsed(config, new WrapperOptions(dryRun, showFeatures, kernel, initrd, append, runDir, qemu,
-                    wait, true), bhyveArgs, null);
+                    wait, emitLibvirtXml, type, true), bhyveArgs, null);
         }
         if (operands.size() > 1) {
             throw usage("one VM name expected last, got " + operands.size() + " operands: " + operands);
@@ -156,7 +173,7 @@ public final class BhyveCommandLine {
             throw usage("the VM name is missing (the last argument, or -o name=NAME)");
         }
         return new Parsed(config, new WrapperOptions(dryRun, showFeatures, kernel, initrd, append, runDir, qemu, wait,
-                false), bhyveArgs, vmName);
+                emitLibvirtXml, type, false), bhyveArgs, vmName);
     }
 
     private static BhyveUsageException usage(String message) {

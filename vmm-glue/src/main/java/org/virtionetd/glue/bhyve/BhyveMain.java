@@ -33,8 +33,12 @@ public final class BhyveMain {
                 err.print(usage());
                 return 0;
             }
-            plan = osName.startsWith("FreeBSD") ? Planner.forFreeBsd(parsed)
+            // The libvirt domain is for a Linux host, wherever the wrapper runs (a bhyve host converting its VMs).
+            plan = osName.startsWith("FreeBSD") && !parsed.options().emitLibvirtXml() ? Planner.forFreeBsd(parsed)
                     : Planner.forLinux(parsed, virtioNetdCommand());
+            if (parsed.options().emitLibvirtXml()) {
+                return emitLibvirtXml(parsed, plan, out, err);
+            }
         } catch (BhyveUsageException e) {
             err.println("bhyve: " + e.getMessage().replace("\n", "\nbhyve: "));
             if (e.exitCode() == BhyveUsageException.USAGE) {
@@ -56,6 +60,27 @@ public final class BhyveMain {
             err.println("bhyve: " + e.getMessage());
             return BhyveUsageException.CONFIG;
         }
+    }
+
+    /**
+     * Prints the domain XML on {@code out}, and on {@code err} what must run first: libvirt's QEMU connects to each
+     * vhost-user socket as the client, so every virtio-netd must listen before {@code virsh create/start}.
+     */
+    private static int emitLibvirtXml(BhyveCommandLine.Parsed parsed, Plan plan, PrintStream out, PrintStream err)
+            throws BhyveUsageException {
+        String xml = LibvirtDomain.xml(parsed, plan);
+        for (String note : plan.notes()) {
+            err.println("bhyve: note: " + note);
+        }
+        if (!plan.nics().isEmpty()) {
+            err.println("bhyve: libvirt's QEMU connects to the vhost-user sockets as a client: run these first "
+                    + "(also in the domain's <metadata>); QEMU's user (libvirt-qemu on Debian) must be able to "
+                    + "connect to the sockets, see docs/libvirt.md:");
+            LibvirtDomain.firstSteps(plan).forEach(line -> err.println("bhyve:   " + line));
+        }
+        out.print(xml);
+        out.flush();
+        return 0;
     }
 
     /** How to start virtio-netd: this JVM, and this jar (or this class path when not run from the jar). */

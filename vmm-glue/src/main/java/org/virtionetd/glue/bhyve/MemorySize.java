@@ -76,6 +76,11 @@ public final class MemorySize {
 
     /** The size as QEMU's {@code -m} and memory backends take it: whole MiB, rounded up. */
     public static String toQemuMiB(long bytes) {
-        return ((bytes + MB - 1) / MB) + "M";
+        return toMiB(bytes) + "M";
+    }
+
+    /** Whole MiB, rounded up (QEMU's and libvirt's unit for guest RAM). */
+    public static long toMiB(long bytes) {
+        return (bytes + MB - 1) / MB;
     }
 }

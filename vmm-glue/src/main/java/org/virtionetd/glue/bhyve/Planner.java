@@ -148,16 +148,7 @@ public final class Planner {
         List<List<String>> teardown = new ArrayList<>();
         List<Plan.Nic> nics = new ArrayList<>();
         SortedSet<PciAddress> functions = config.pciFunctions();
-        Set<Integer> multifunctionSlots = new TreeSet<>();
-        for (PciAddress a : functions) {
-            if (a.func() != 0) {
-                if (!functions.contains(new PciAddress(a.bus(), a.slot(), 0))) {
-                    throw refuse("pci slot " + a + ": QEMU needs a device at function 0 of slot " + a.slot()
-                            + " before function " + a.func());
-                }
-                multifunctionSlots.add(a.slot());
-            }
-        }
+        Set<Integer> multifunctionSlots = multifunctionSlots(functions);
         for (PciAddress a : functions) {
             Map<String, String> dev = config.node(a.node());
             String kind = dev.get("device");
@@ -215,6 +206,29 @@ public final class Planner {
             }
         }
         return new Plan(setup, valeDaemon(nics, runDir), q, teardown, notes);
+    }
+
+    /**
+     * The slots with more than function 0: function 0 there must say multifunction=on (QEMU and libvirt alike), and
+     * must exist.
+     */
+    static Set<Integer> multifunctionSlots(SortedSet<PciAddress> functions) throws BhyveUsageException {
+        Set<Integer> slots = new TreeSet<>();
+        for (PciAddress a : functions) {
+            if (a.func() != 0) {
+                if (!functions.contains(new PciAddress(a.bus(), a.slot(), 0))) {
+                    throw refuse("pci slot " + a + ": QEMU needs a device at function 0 of slot " + a.slot()
+                            + " before function " + a.func());
+                }
+                slots.add(a.slot());
+            }
+        }
+        return slots;
+    }
+
+    /** bhyve creates the COM ports of -l comN only with an lpc slot (pci_lpc.c); so does this wrapper. */
+    static boolean hasLpc(BhyveConfig config) {
+        return config.pciFunctions().stream().anyMatch(a -> "lpc".equals(config.get(a.node() + ".device")));
     }
 
     /**
@@ -298,8 +312,7 @@ public final class Planner {
                 highest = n;
             }
         }
-        if (highest > 0 && config.pciFunctions().stream()
-                .noneMatch(a -> "lpc".equals(config.get(a.node() + ".device")))) {
+        if (highest > 0 && !hasLpc(config)) {
             notes.add("-l com" + highest + " without an lpc slot: bhyve creates no COM ports then, and neither does "
                     + "this wrapper (add -s 31,lpc)");
             return;

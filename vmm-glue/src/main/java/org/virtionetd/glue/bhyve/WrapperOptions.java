@@ -14,11 +14,16 @@ import java.nio.file.Path;
  * @param runDir         where the sockets, control sockets and device logs go
  * @param qemu           the QEMU binary
  * @param waitSeconds    bound of every wait (sockets, feature negotiation)
+ * @param emitLibvirtXml print a libvirt domain XML for the VM (docs/libvirt.md) and start nothing
+ * @param libvirtType    the libvirt domain type of that XML: {@code qemu} (TCG, as the QEMU plan) or {@code kvm}
  */
 public record WrapperOptions(boolean dryRun, boolean showFeatures, Path kernel, Path initrd, String append,
-                             Path runDir, String qemu, int waitSeconds, boolean help) {
+                             Path runDir, String qemu, int waitSeconds, boolean emitLibvirtXml, String libvirtType,
+                             boolean help) {
     public static final String DEFAULT_QEMU = "qemu-system-x86_64";
     public static final int DEFAULT_WAIT_SECONDS = 180;
+    /** TCG, like the QEMU plan: KVM does not boot normal guests on the machines this was made on. */
+    public static final String DEFAULT_LIBVIRT_TYPE = "qemu";
 
     static final String HELP = String.join("\n",
             "Wrapper options (not bhyve's; each spelled --name):",
@@ -30,5 +35,9 @@ public record WrapperOptions(boolean dryRun, boolean showFeatures, Path kernel, 
             "  --run-dir DIR          sockets and device logs (default /run/virtio-netd-bhyve/VMNAME)",
             "  --qemu BINARY          QEMU to run (default " + DEFAULT_QEMU + ")",
             "  --wait SECONDS         bound of each wait for a socket or a driver (default " + DEFAULT_WAIT_SECONDS + ")",
+            "  --emit-libvirt-xml     print a libvirt domain XML for this VM instead (vhostuser NICs, shared memfd",
+            "                         memory; docs/libvirt.md); the virtio-netd commands to start first go to stderr",
+            "                         and into the domain's <metadata>; starts nothing",
+            "  --libvirt-type TYPE    with --emit-libvirt-xml: domain type qemu (TCG, default) or kvm",
             "");
 }

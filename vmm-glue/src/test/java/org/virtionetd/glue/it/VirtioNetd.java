@@ -129,6 +129,25 @@ public final class VirtioNetd implements AutoCloseable {
     }
 
     /**
+     * Like {@link #start}, with the vhost-user and control sockets at these paths (e.g. in a directory that
+     * libvirt's QEMU, another user, can reach), and waits until both exist.
+     */
+    public static VirtioNetd startAt(NetNs ns, String tap, Path socket, Path control, String... extraArgs) {
+        List<String> argv = new ArrayList<>(List.of(java(), "-jar", jar().toString(), "--socket", socket.toString(),
+                "--backend", "tap:" + tap, "--control", control.toString()));
+        argv.addAll(List.of(extraArgs));
+        Spawned p = ns.spawn("virtio-netd-" + LAUNCHES.incrementAndGet(), argv.toArray(String[]::new));
+        VirtioNetd d = new VirtioNetd(p, socket, control, tap);
+        Poll.until("vhost-user socket " + socket + " and control socket " + control + " of virtio-netd",
+                START_TIMEOUT, () -> (Files.exists(socket) && Files.exists(control)) || !p.isAlive(),
+                () -> d.logTail(30));
+        if (!p.isAlive()) {
+            throw new AssertionError("virtio-netd exited before making its sockets; " + argv + "\n" + d.logTail(30));
+        }
+        return d;
+    }
+
+    /**
      * Starts one virtio-netd process serving one device per tap of {@code taps} (the first with --socket/--backend/
      * --control, the others with --device), with sockets {@code DIR/NAME-TAP.sock} and {@code DIR/NAME-TAP.ctl}, and
      * waits until all sockets exist. Returns one view per device; they share the process, and closing any ends it.
