@@ -5,8 +5,10 @@
 
 # The packages the project's build, tests, demo and benchmarks need on Debian 12.
 # dpdk-testpmd ships in dpdk-dev, not in dpdk.
+# tshark judges the underlay's checksums and openvswitch-switch is the second fabric of TwoHostsVxlanIT.
 VND_PACKAGES=(qemu-system-x86 dpdk dpdk-dev iperf3 busybox-static ethtool cpio iproute2
-              linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3)
+              linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3
+              tshark openvswitch-switch)
 
 VND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VND_CACHE="${VND_CACHE:-${HOME:-/root}/.cache/virtio-netd}"
