@@ -64,6 +64,7 @@ class TwoHostsVxlanIT {
     void guestsOnTwoHostsExchangeTcpOverVxlanThroughLinuxBridges() {
         requirePackages("tshark");
         try (TwoHosts t = TwoHosts.create()) {
+            LOG.log(System.Logger.Level.INFO, "{0}", t);
             t.linuxBridge("tapv", "tapq");
             t.assertUnderlayPings();
             Run ours = virtioNetdRun(t, List.of("--mtu", MTU), ALL_OFFLOADS, new String[] {"u", "vx0", "tapv"},
@@ -103,6 +104,8 @@ class TwoHostsVxlanIT {
      * packet at the VXLAN port ("vxlan_sys_4789: Tunneling packets with HW offload flags is not supported: packet
      * dropped"). So here the device completes the offloads ({@code --software-offload}, the tap without a vnet
      * header): the guest still hands over its TSO frames and partial checksums, and OVS gets wire-size frames.
+     * The hosts' kernels do not see the VXLAN packets here (OVS takes them off the underlay port itself): the outer
+     * checksums are judged by tshark on the underlay, the inner ones by it and the guests.
      */
     @Test
     @Timeout(value = 5, unit = TimeUnit.MINUTES)
@@ -112,6 +115,7 @@ class TwoHostsVxlanIT {
         assumeTrue(install.ok(), () -> "Open vSwitch cannot run here: installing Debian's openvswitch-switch failed"
                 + " (exit " + install.exitCode() + "):\n" + Cmd.tail(install.output(), 20));
         try (TwoHosts t = TwoHosts.create()) {
+            LOG.log(System.Logger.Level.INFO, "{0}", t);
             List<OpenVswitch> switches = new ArrayList<>();
             try {
                 for (int h = 1; h <= 2; h++) {
