@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # scripts/demo --two-hosts: two hosts (network namespaces) joined by a veth underlay (u1 10.90.0.1 -- u2 10.90.0.2,
 # MTU 1500); in each a Linux bridge with a VXLAN device (vx0: VNI 42, UDP 4789, outer UDP checksum on) and
-# virtio-netd on a tap in the bridge, with --mtu 1450 (the guest's MTU comes from the device, VIRTIO_NET_F_MTU:
+# virtio-netd on a tap in the bridge, with --mtu 1450 and QEMU's host_mtu=1450 (the guest's MTU comes from the NIC, VIRTIO_NET_F_MTU:
 # 1500 minus the 50 bytes of VXLAN). Guest A (10.90.1.10) on host 1 and guest B (10.90.1.20) on host 2 exchange
 # TCP both ways through the tunnel with offloads on. Shown: the features virtio-netd negotiated, each guest's MTU,
 # iperf3 each way, the devices' stats, vx0's packets against the underlay's (the guests' GSO frames cross the tunnel
@@ -45,11 +45,11 @@ two_hosts_main() {
     th_snapshot before
 
     guest_start --log "$TH_WORK/b.serial" --append "$(guest_append "$TH_B_IP/24" "$(two_hosts_cmd_b)")" \
-        --vhost-user "$TH_WORK/h2.sock" --mac "${macs[1]}" --mem 384
+        --vhost-user "$TH_WORK/h2.sock" --mac "${macs[1]}" --mem 384 --device-props host_mtu=1450
     TH_GUESTS+=("$GUEST_PID")
     local pid_b=$GUEST_PID
     guest_start --log "$TH_WORK/a.serial" --append "$(guest_append "$TH_A_IP/24" "$(two_hosts_cmd_a)")" \
-        --vhost-user "$TH_WORK/h1.sock" --mac "${macs[0]}" --mem 384
+        --vhost-user "$TH_WORK/h1.sock" --mac "${macs[0]}" --mem 384 --device-props host_mtu=1450
     TH_GUESTS+=("$GUEST_PID")
     local pid_a=$GUEST_PID
     GUEST_PID=$pid_a GUEST_LOG=$TH_WORK/a.serial guest_wait 'VND-DONE rc=' $((secs * 2 + 300)) \

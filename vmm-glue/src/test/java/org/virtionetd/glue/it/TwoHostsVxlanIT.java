@@ -28,8 +28,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  *   guest A' -- QEMU's virtio-net -- tapq --+                    +-- tapq -- QEMU's virtio-net -- guest B'
  * </pre>
  *
- * TCP both ways with offloads on ({@link GuestPairTraffic}). The device gives the guests the MTU
- * ({@code --mtu 1450}, VIRTIO_NET_F_MTU: 1500 minus the 50 bytes of VXLAN), so nothing is fragmented on the
+ * TCP both ways with offloads on ({@link GuestPairTraffic}). The NIC gives the guests the MTU (VIRTIO_NET_F_MTU,
+ * 1500 minus the 50 bytes of VXLAN: QEMU's {@code host_mtu=1450}, which it also sends the back-end as
+ * VHOST_USER_NET_SET_MTU, and virtio-netd's {@code --mtu 1450}), so nothing is fragmented on the
  * underlay; the guests' 64 KiB TSO frames cross the VXLAN device whole and the underlay's UDP-tunnel GSO cuts them.
  * The underlay is judged by tshark (every IPv4, outer UDP and inner TCP checksum of a sample of each transfer,
  * {@link UnderlayCapture}) and by the kernels (the hosts' IP fragment and UDP checksum counters, the links'
@@ -164,7 +165,10 @@ class TwoHostsVxlanIT {
                 args.addAll(List.of("--mac", MACS[h - 1]));
                 devices.add(VirtioNetd.start(t.host(h), "tapv", args.toArray(String[]::new)));
             }
-            return run(t, h -> GuestVm.builder().vhostUser(devices.get(h - 1).socket()).mac(MACS[h - 1]), features,
+            // QEMU offers a vhost-user NIC's VIRTIO_NET_F_MTU only with host_mtu=, and then tells the back-end
+            // (VHOST_USER_NET_SET_MTU, vhost-user.rst); virtio-netd's --mtu is the same 1450.
+            return run(t, h -> GuestVm.builder().vhostUser(devices.get(h - 1).socket()).mac(MACS[h - 1])
+                            .deviceProperties("host_mtu=" + MTU), features,
                     links, devices, true, context);
         } finally {
             devices.forEach(VirtioNetd::close);
@@ -199,9 +203,10 @@ class TwoHostsVxlanIT {
                                 .as("features guest %s negotiated (%s)", vm == a ? "A" : "B", bits)
                                 .containsAll(features);
                     }
+                    // While the drivers run: a guest powers off when its script ends, and its device resets.
+                    seen[2] = devices.isEmpty() ? List.of() : JsonText.strings(devices.get(0).features(), "negotiated");
                     seen[0] = GuestPairTraffic.await(a, b, GuestVm.BOOT_TIMEOUT.plus(STEP));
                     seen[1] = devices.stream().map(VirtioNetd::stats).toList();
-                    seen[2] = devices.isEmpty() ? List.of() : JsonText.strings(devices.get(0).features(), "negotiated");
                 });
             }
             UnderlayCapture.Verdict verdict = cap == null ? null : cap.finish();
