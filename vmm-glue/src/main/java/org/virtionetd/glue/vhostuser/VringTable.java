@@ -307,7 +307,7 @@ final class VringTable {
             // state ... If it has been negotiated, the ring is initialized in a disabled state".
             device.setQueueEnabled(v.index, !protocolFeaturesAcked.getAsBoolean());
         }
-        LOG.log(System.Logger.Level.DEBUG, "queue " + v.index + " started, size " + v.requestedSize + ", base "
+        LOG.log(System.Logger.Level.INFO, "queue " + v.index + " started, size " + v.requestedSize + ", base 0x"
                 + Integer.toHexString(device.queueBase(v.index)));
     }
 

@@ -113,6 +113,7 @@ public final class GuestVm implements AutoCloseable {
         private int maxMemoryMiB;
         private String incoming;
         private boolean rebootAllowed;
+        private boolean paused;
         private final List<String> extraAppend = new ArrayList<>();
         private final List<String[]> moreNics = new ArrayList<>();
 
@@ -240,6 +241,15 @@ public final class GuestVm implements AutoCloseable {
         }
 
         /**
+         * QEMU's {@code -S}: the CPUs do not start until QMP {@code cont}; with {@link #incoming} the destination
+         * stays paused after the migration (its devices not started), so that its memory can be read as it came.
+         */
+        public Builder paused(boolean on) {
+            this.paused = on;
+            return this;
+        }
+
+        /**
          * A guest reboot ({@code reboot -f}, QMP {@code system_reset}) resets the machine and boots it again, with
          * the same kernel command line; by default ({@code -no-reboot}) QEMU exits instead.
          */
@@ -285,6 +295,9 @@ public final class GuestVm implements AutoCloseable {
             }
             if (incoming != null) {
                 argv.addAll(List.of("-incoming", incoming));
+            }
+            if (paused) {
+                argv.add("-S");
             }
             // The ids (nic0, nic1, ...) name the NICs for QMP device_del; romfile= leaves out iPXE's option ROM,
             // which the guest boots without and which costs time at every boot under TCG.

@@ -39,6 +39,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 @Tag("integration")
 class LiveMigrationIT {
     private static final System.Logger LOG = System.getLogger(LiveMigrationIT.class.getName());
+    /** The migrating guest's RAM (GuestVm's default), compared after each hop. */
+    private static final long GUEST_MEMORY = 512L << 20;
     private static final Duration STEP = Duration.ofSeconds(120);
     private static final String HOST0 = "10.77.0.1";
     private static final String HOST1 = "10.78.0.1";
@@ -98,9 +100,18 @@ class LiveMigrationIT {
 
     private static String describe(List<GuestVm> vms, GuestPeer peer, List<VirtioNetd> devices) {
         StringBuilder s = new StringBuilder();
+        s.append(keepLogs(vms, devices)).append('\n');
         if (!vms.isEmpty()) {
             GuestVm vm = vms.get(vms.size() - 1);
             s.append("newest guest ").append(vm).append(" serial log tail:\n").append(Cmd.indent(Cmd.tail(vm.output(), 40)));
+            String out = vm.output();
+            int oops = firstOf(out, "BUG: ", "Oops", "general protection fault");
+            if (oops >= 0) {
+                // The report's first lines name the fault and the function; the tail holds only its end.
+                s.append("the guest's first kernel fault report:\n")
+                        .append(Cmd.indent(String.join("\n", out.substring(oops).lines().limit(80).toList())))
+                        .append('\n');
+            }
         }
         s.append("\nguest peer:\n").append(Cmd.indent(peer.log())).append('\n');
         for (VirtioNetd d : devices) {
@@ -109,10 +120,48 @@ class LiveMigrationIT {
         return s.toString();
     }
 
+    /**
+     * Copies every guest's whole serial log and every device process's log under target/it-logs (the test's
+     * directories go when it ends), and says where.
+     */
+    private static String keepLogs(List<GuestVm> vms, List<VirtioNetd> devices) {
+        Path dir = Path.of("target", "it-logs", "LiveMigrationIT-" + System.currentTimeMillis());
+        try {
+            java.nio.file.Files.createDirectories(dir);
+            for (int i = 0; i < vms.size(); i++) {
+                java.nio.file.Files.writeString(dir.resolve("guest-" + i + ".serial.log"), vms.get(i).output());
+            }
+            for (VirtioNetd d : devices) {
+                Path log = d.process().log();
+                if (java.nio.file.Files.exists(log)) {
+                    java.nio.file.Files.copy(log, dir.resolve(log.getFileName()),
+                            java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                }
+            }
+            return "whole logs kept in " + dir.toAbsolutePath();
+        } catch (java.io.IOException | RuntimeException e) {
+            return "(could not keep the logs in " + dir + ": " + e + ")";
+        }
+    }
+
+    /** Where the first of {@code words} occurs in {@code text}, or -1. */
+    private static int firstOf(String text, String... words) {
+        int first = -1;
+        for (String w : words) {
+            int i = text.indexOf(w);
+            if (i >= 0 && (first < 0 || i < first)) {
+                first = i;
+            }
+        }
+        return first;
+    }
+
     private static GuestVm.Builder guest(Place p, Path qmp) {
         return GuestVm.builder().vhostUser(p.eth0().socket()).reconnect(true).qmp(qmp)
                 .moreVhostUserNic(p.eth1().socket(), MAC1, "packed=on,guest_announce=off", 2)
-                .mac(MAC0).ip(GUEST0 + "/24").command(GuestPeer.agentCommand(HOST0));
+                .mac(MAC0).ip(GUEST0 + "/24").command(GuestPeer.agentCommand(HOST0))
+                // loglevel 5: a soft lockup's registers and call trace reach the serial log (quiet hides them).
+                .append("loglevel=5");
     }
 
     private static void run(NetNs ns, GuestPeer peer, Place a, Place b, Place c, VirtioNetd g0, List<GuestVm> vms,
@@ -130,6 +179,8 @@ class LiveMigrationIT {
                 "ip addr add 10.78.0.2/24 dev eth1 && ip link set eth1 up && ethtool -L eth1 combined 2",
                 "ping -c 2 -W 5 " + HOST0 + " > /dev/null && ping -c 2 -W 5 " + HOST1 + " > /dev/null"), STEP);
         long[] before = guestCounters(peer, vm);
+        // The guest's counters after each hop, for the failure message: which hop brought an old segment.
+        StringBuilder trail = new StringBuilder("PAWSEstab/InCsumErrors at the start " + before[0] + "/" + before[1]);
         peer.run(vm, String.join("\n",
                 GuestPeer.downloadStream("d0", HOST0), GuestPeer.downloadStream("d1a", HOST1),
                 GuestPeer.downloadStream("d1b", HOST1), GuestPeer.uploadStream("u0", HOST0),
@@ -156,6 +207,7 @@ class LiveMigrationIT {
         Poll.until("tcpdump on b1 listening", Duration.ofSeconds(20),
                 () -> rarp.output().contains("listening on") || !rarp.isAlive(), rarp::output);
         vm = hop(ns, peer, vm, qmpA, a, b, "b", vms);
+        noteCounters(trail, "hop 1", peer, vm);
         Path qmpB = ns.dir().resolve("qmp-b.sock");
         assertThat(rarp.awaitExit(STEP)).as("tcpdump of RARP on b1: %s", rarp.output()).isZero();
         assertThat(rarp.output()).as("the RARP the device sent on b1 after SEND_RARP").contains(MAC1);
@@ -172,7 +224,7 @@ class LiveMigrationIT {
 
         // Hop 2: B -> A, the same VM migrated back.
         vm = hop(ns, peer, vm, qmpB, b, a, "a2", vms);
-        long noPortsAfter = guestCounters(peer, vm)[2];
+        long noPortsAfter = noteCounters(trail, "hop 2", peer, vm)[2];
         assertThat(noPortsAfter - noPortsBefore)
                 .as("UDP datagrams to a closed port the guest got across hop 2: the %d queued in A's tap while no "
                         + "front-end ran A must not reach the guest", STALE_FRAMES).isZero();
@@ -180,9 +232,11 @@ class LiveMigrationIT {
 
         // Hop 3: A -> C, another process.
         vm = hop(ns, peer, vm, ns.dir().resolve("qmp-a2.sock"), a, c, "c", vms);
+        noteCounters(trail, "hop 3", peer, vm);
 
         // Hop 4: C -> D, D's process killed in the middle and started again on the same sockets.
         vm = hopWithDestinationKilled(ns, vm, started, vms);
+        noteCounters(trail, "hop 4", peer, vm);
         peer.run(vm, "ping -c 2 -W 5 " + HOST0 + " > /dev/null && ping -c 2 -W 5 " + HOST1 + " > /dev/null", STEP);
 
         // The streams end where the guest runs now; every byte checked at both ends.
@@ -203,9 +257,10 @@ class LiveMigrationIT {
                 got.group(2)).isEqualTo(sent);
         assertThat(Long.parseLong(got.group(2))).as("bytes from the second guest").isGreaterThan(1 << 20);
         long[] after = guestCounters(peer, vm);
-        assertThat(after[1] - before[1]).as("guest TcpInCsumErrors over the four hops").isZero();
-        assertThat(after[0] - before[0]).as("guest TcpExtPAWSEstab over the four hops: old segments delivered")
-                .isZero();
+        trail.append(", at the end ").append(after[0]).append('/').append(after[1]);
+        assertThat(after[1] - before[1]).as("guest TcpInCsumErrors over the four hops (%s)", trail).isZero();
+        assertThat(after[0] - before[0]).as("guest TcpExtPAWSEstab over the four hops: old segments delivered (%s)",
+                trail).isZero();
     }
 
     /**
@@ -274,7 +329,7 @@ class LiveMigrationIT {
                                String tag, List<GuestVm> vms) {
         Path qmp = ns.dir().resolve("qmp-" + tag + ".sock");
         String uri = "unix:" + ns.dir().resolve("mig-" + tag);
-        GuestVm dst = guest(to, qmp).incoming(uri).start();
+        GuestVm dst = guest(to, qmp).incoming(uri).paused(true).start();
         vms.add(dst);
         Migration.awaitQmp(qmp, dst, STEP);
         long rxBefore = rxPackets(to);
@@ -289,6 +344,14 @@ class LiveMigrationIT {
                 from.name()).isPositive();
         assertThat(dirtyPagesLogged(from.eth1()) - logged[1]).as("pages %s's eth1 device logged in the migration",
                 from.name()).isPositive();
+        // The destination waits (-S) with the memory as it came; the source has stopped for good.
+        Poll.until("the destination " + to.name() + " to hold the migrated guest, paused", STEP,
+                () -> "paused".equals(Migration.runState(qmp)), () -> to.name() + ": " + Migration.runState(qmp));
+        List<MigratedMemory.Page> differ = MigratedMemory.differingPages(sourceQmp, qmp, GUEST_MEMORY, ns.dir());
+        assertThat(differ.size()).as("guest pages that differ between %s and %s after the migration: written at "
+                + "the source and not sent, so not logged; the first ones: %s", from.name(), to.name(),
+                differ.subList(0, Math.min(20, differ.size()))).isZero();
+        GuestVm.qmp(qmp, "cont");
         Poll.until("the guest to run on " + to.name(), STEP, () -> "running".equals(Migration.runState(qmp)),
                 () -> to.name() + ": " + Migration.runState(qmp));
         GuestVm.qmp(sourceQmp, "quit");
@@ -333,6 +396,14 @@ class LiveMigrationIT {
     }
 
     /** The guest's TcpExt PAWSEstab, Tcp InCsumErrors, Udp NoPorts. */
+    /** Appends the guest's PAWSEstab/InCsumErrors after {@code when} to {@code trail}; returns all three counters. */
+    private static long[] noteCounters(StringBuilder trail, String when, GuestPeer peer, GuestVm vm) {
+        long[] c = guestCounters(peer, vm);
+        trail.append(", after ").append(when).append(' ').append(c[0]).append('/').append(c[1]);
+        LOG.log(System.Logger.Level.INFO, "guest counters after {0}: {1}", when, trail);
+        return c;
+    }
+
     private static long[] guestCounters(GuestPeer peer, GuestVm vm) {
         String out = peer.run(vm, "echo VND-COUNTERS $(vnd-snmp TcpExt PAWSEstab) $(vnd-snmp Tcp InCsumErrors) "
                 + "$(vnd-snmp Udp NoPorts)", STEP);
