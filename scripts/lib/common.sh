@@ -5,10 +5,12 @@
 
 # The packages the project's build, tests, demo and benchmarks need on Debian 12.
 # dpdk-testpmd ships in dpdk-dev, not in dpdk. libvirt-daemon-system pulls libvirt's QEMU driver (LibvirtIT);
-# tshark judges the underlay's checksums and openvswitch-switch is the second fabric of TwoHostsVxlanIT.
+# tshark judges the underlay's checksums and openvswitch-switch is the second fabric of TwoHostsVxlanIT; the
+# Prometheus text is judged by python3-prometheus-client's parser and by prometheus's promtool (PrometheusScrape).
 VND_PACKAGES=(qemu-system-x86 dpdk dpdk-dev iperf3 busybox-static ethtool cpio iproute2
               linux-image-cloud-amd64 tcpdump kmod maven openjdk-17-jdk-headless python3
-              python3-prometheus-client systemd libvirt-daemon-system libvirt-clients tshark openvswitch-switch)
+              python3-prometheus-client prometheus systemd libvirt-daemon-system libvirt-clients tshark
+              openvswitch-switch)
 
 VND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VND_CACHE="${VND_CACHE:-${HOME:-/root}/.cache/virtio-netd}"

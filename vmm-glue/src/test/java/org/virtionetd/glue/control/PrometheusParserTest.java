@@ -1,5 +1,6 @@
 package org.virtionetd.glue.control;
 
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -13,6 +14,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * The exposition as a real parser reads it: Debian's python3-prometheus-client ({@link PrometheusScrape}). Skipped
@@ -44,6 +46,19 @@ class PrometheusParserTest {
                 .isEqualTo(2 * 1234);
         assertThat(s.samples()).hasSize((int) Files.readString(file).lines().filter(l -> !l.startsWith("#"))
                 .count());
+    }
+
+    @Test
+    void promtoolJudgesWhereInstalled(@TempDir Path dir) throws Exception {
+        Assumptions.assumeTrue(Files.isExecutable(Path.of(PrometheusScrape.PROMTOOL)),
+                PrometheusScrape.PROMTOOL + " is not installed (scripts/test installs Debian's prometheus)");
+        Path ours = Files.writeString(dir.resolve("ours.txt"), PrometheusExposition.render(List.of(
+                PrometheusExpositionTest.report("vnd0", 2))));
+        assertThat(PrometheusScrape.scrape(ours.toString()).output()).contains("promtool check metrics: no remarks");
+        // A counter without _total: the Python parser takes it, promtool's lint does not, and neither may the scrape.
+        Path lax = Files.writeString(dir.resolve("lax.txt"), "# HELP x_frames Frames.\n# TYPE x_frames counter\n"
+                + "x_frames 1\n");
+        assertThatThrownBy(() -> PrometheusScrape.scrape(lax.toString())).hasMessageContaining("_total");
     }
 
     @Test

@@ -18,6 +18,9 @@ import java.util.stream.Collectors;
  * {@value #PYTHON} (the interpreter Debian's package installs into; a python3 earlier on PATH may lack it). That
  * parser is lax (a sample outside its family becomes an untyped family of its own), so the script also refuses an
  * untyped family, a family without HELP and a family seen twice, and checks the Content-Type of an HTTP answer.
+ * Where {@value #PROMTOOL} is installed (Debian's prometheus, in VND_PACKAGES), {@code promtool check metrics}
+ * judges the text too and must say nothing: no parse error, no lint remark (a counter without _total, a missing
+ * HELP...).
  *
  * <p>The device listens on the loopback of the namespace it runs in, so an integration test scrapes from inside
  * that namespace: {@link #scrape(NetNs, String)}.
@@ -26,6 +29,9 @@ public final class PrometheusScrape {
     public static final String PYTHON = "/usr/bin/python3";
     /** The Debian package of the parser (in scripts/lib/common.sh VND_PACKAGES). */
     public static final String PACKAGE = "python3-prometheus-client";
+    /** Prometheus's own checker ({@code promtool check metrics}: parse errors and lint remarks), from Debian's prometheus. */
+    public static final String PROMTOOL = "/usr/bin/promtool";
+    public static final String PROMTOOL_PACKAGE = "prometheus";
     private static final Duration TIMEOUT = Duration.ofSeconds(30);
 
     /** Fetches (http://...) or reads (a path) the exposition, parses it, prints a JSON line per family and sample. */
@@ -42,6 +48,14 @@ public final class PrometheusScrape {
             "        text = r.read().decode('utf-8')",
             "else:",
             "    text = open(src, encoding='utf-8').read()",
+            "import os, subprocess",
+            "if os.path.exists('" + PROMTOOL + "'):",
+            "    p = subprocess.run(['" + PROMTOOL + "', 'check', 'metrics'], input=text.encode('utf-8'),",
+            "                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)",
+            "    said = p.stdout.decode('utf-8', 'replace').strip()",
+            "    if p.returncode != 0 or said:",
+            "        sys.exit('promtool check metrics (exit %d): %s' % (p.returncode, said))",
+            "    print('promtool check metrics: no remarks')",
             "seen = set()",
             "for f in text_string_to_metric_families(text):",
             "    if f.type in ('untyped', 'unknown'):",
@@ -153,10 +167,15 @@ public final class PrometheusScrape {
         } catch (Cmd.Failure e) {
             r = new Cmd.Result(List.of(PYTHON), -1, e.getMessage(), Duration.ZERO);
         }
+        String ensured = System.getenv("VND_PACKAGES_ENSURED");
+        boolean installedByTest = ensured != null && Arrays.asList(ensured.split(" ")).contains(PROMTOOL_PACKAGE);
+        if (installedByTest && !java.nio.file.Files.isExecutable(java.nio.file.Path.of(PROMTOOL))) {
+            throw new AssertionError(PROMTOOL + " is missing; yet scripts/test installed VND_PACKAGES (" + ensured
+                    + ")");
+        }
         if (r.ok()) {
             return;
         }
-        String ensured = System.getenv("VND_PACKAGES_ENSURED");
         String why = PYTHON + " cannot import prometheus_client (Debian's " + PACKAGE + "): " + r.output().strip();
         if (ensured != null && Arrays.asList(ensured.split(" ")).contains(PACKAGE)) {
             throw new AssertionError(why + "; yet scripts/test installed VND_PACKAGES (" + ensured + ")");
