@@ -34,14 +34,15 @@ final class Session {
     private long deviceFeatures = -1;
     private long protocolFeatures;
 
+    /** {@code name}: the socket's file name, which the transport's log lines about the rings carry. */
     Session(UnixConnection connection, VirtioDevice device, long offeredProtocolFeatures,
-            LifecycleCounters lifecycle) {
+            LifecycleCounters lifecycle, String name) {
         this.connection = connection;
         this.device = device;
         this.offeredProtocolFeatures = offeredProtocolFeatures;
         this.lifecycle = lifecycle;
         this.dirtyLog = new DirtyLogControl(lifecycle.dirtyPages());
-        this.vrings = new VringTable(device, memory, dirtyLog, this::protocolFeaturesAcked);
+        this.vrings = new VringTable(device, memory, dirtyLog, this::protocolFeaturesAcked, name);
     }
 
     VringTable vrings() {

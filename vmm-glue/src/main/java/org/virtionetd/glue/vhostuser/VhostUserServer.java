@@ -253,7 +253,8 @@ public final class VhostUserServer implements AutoCloseable {
 
     private void serve(int fd) throws IOException {
         UnixConnection connection = new UnixConnection(fd);
-        session = new Session(connection, device, offeredProtocolFeatures, lifecycle);
+        session = new Session(connection, device, offeredProtocolFeatures, lifecycle,
+                socketPath.getFileName().toString());
         dispatcher = new RequestDispatcher(session, device);
         lifecycle.connected();
         connected = true;

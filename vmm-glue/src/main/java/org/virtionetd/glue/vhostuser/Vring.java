@@ -21,6 +21,8 @@ final class Vring {
     long usedUser;
     int addressFlags;
     long logGuestAddress;
+    /** The guest-physical addresses of the three areas as last configured, for the log. */
+    String guestAddresses = "";
     /** The device accepted size and addresses, translated in the current memory table. */
     boolean configured;
     /** A SET_VRING_KICK arrived since the ring was last stopped; {@link #kick} null then means "poll". */

@@ -31,8 +31,12 @@ final class VringTable {
     private final BooleanSupplier protocolFeaturesAcked;
     private Vring[] vrings;
 
+    /** The socket's file name, in the log lines about rings (several devices share one process's log). */
+    private final String name;
+
     VringTable(VirtioDevice device, MemoryTable memory, DirtyLogControl dirtyLog,
-               BooleanSupplier protocolFeaturesAcked) {
+               BooleanSupplier protocolFeaturesAcked, String name) {
+        this.name = name;
         this.device = device;
         this.memory = memory;
         this.dirtyLog = dirtyLog;
@@ -282,6 +286,7 @@ final class VringTable {
         long desc = translate(v, "descriptor table", v.descUser);
         long avail = translate(v, "available ring", v.availUser);
         long used = translate(v, "used ring", v.usedUser);
+        v.guestAddresses = String.format("desc 0x%x driver 0x%x device 0x%x", desc, avail, used);
         try {
             device.setQueue(v.index, v.requestedSize, desc, avail, used);
         } catch (VirtioException e) {
@@ -307,8 +312,9 @@ final class VringTable {
             // state ... If it has been negotiated, the ring is initialized in a disabled state".
             device.setQueueEnabled(v.index, !protocolFeaturesAcked.getAsBoolean());
         }
-        LOG.log(System.Logger.Level.INFO, "queue " + v.index + " started, size " + v.requestedSize + ", base 0x"
-                + Integer.toHexString(device.queueBase(v.index)));
+        LOG.log(System.Logger.Level.INFO, name + ": queue " + v.index + " started, size " + v.requestedSize + ", base 0x"
+                + Integer.toHexString(device.queueBase(v.index)) + ", " + v.guestAddresses
+                + ((v.addressFlags & 1) != 0 ? ", used ring logged at 0x" + Long.toHexString(v.logGuestAddress) : ""));
     }
 
     /**

@@ -114,6 +114,7 @@ public final class GuestVm implements AutoCloseable {
         private String incoming;
         private boolean rebootAllowed;
         private boolean paused;
+        private String cpuModel = "max";
         private final List<String> extraAppend = new ArrayList<>();
         private final List<String[]> moreNics = new ArrayList<>();
 
@@ -244,6 +245,12 @@ public final class GuestVm implements AutoCloseable {
          * QEMU's {@code -S}: the CPUs do not start until QMP {@code cont}; with {@link #incoming} the destination
          * stays paused after the migration (its devices not started), so that its memory can be read as it came.
          */
+        /** QEMU's {@code -cpu} model (default {@code max}: every feature TCG emulates). */
+        public Builder cpuModel(String model) {
+            this.cpuModel = model;
+            return this;
+        }
+
         public Builder paused(boolean on) {
             this.paused = on;
             return this;
@@ -281,7 +288,7 @@ public final class GuestVm implements AutoCloseable {
             }
             Path serial = dir.resolve("serial.log");
             List<String> argv = new ArrayList<>(List.of(
-                    "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max",
+                    "qemu-system-x86_64", "-accel", "tcg", "-cpu", cpuModel,
                     "-m", memoryMiB + "M" + (memorySlots > 0 ? ",slots=" + memorySlots + ",maxmem=" + maxMemoryMiB + "M" : ""),
                     "-smp", Integer.toString(cpus), "-nographic",
                     "-monitor", "none", "-serial", "file:" + serial,
