@@ -162,7 +162,7 @@ class ForwardingOffloadIT {
                             contextA).isEqualTo("0");
                     Matcher r = RATE.matcher(m.group(3));
                     assertThat(r.find()).as("receiver rate of transfer %s in '%s'", m.group(1), m.group(0)).isTrue();
-                    gbps.put(m.group(1), Double.parseDouble(r.group(1)) * scale(r.group(2)));
+                    gbps.put(m.group(1), GuestTraffic.gbitPerSecond(r.group(1), r.group(2)));
                 }
                 assertThat(gbps.keySet()).as("transfers reported by guest A%s", contextA)
                         .containsExactlyElementsOf(TRANSFERS);
@@ -235,12 +235,4 @@ class ForwardingOffloadIT {
         return new long[] {v[1][0] - v[0][0], v[1][1] - v[0][1]};
     }
 
-    private static double scale(String prefix) {
-        return switch (prefix) {
-            case "G" -> 1.0;
-            case "M" -> 1e-3;
-            case "K" -> 1e-6;
-            default -> 1e-9;
-        };
-    }
 }

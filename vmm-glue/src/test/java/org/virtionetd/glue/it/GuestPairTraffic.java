@@ -98,7 +98,7 @@ public final class GuestPairTraffic {
             if (!r.find()) {
                 throw new AssertionError("no receiver rate in '" + m.group(0) + "'");
             }
-            gbps.put(m.group(1), Double.parseDouble(r.group(1)) * scale(r.group(2)));
+            gbps.put(m.group(1), GuestTraffic.gbitPerSecond(r.group(1), r.group(2)));
         }
         if (!gbps.containsKey("AB") || !gbps.containsKey("BA")) {
             throw new AssertionError("guest A reported the transfers " + gbps.keySet() + ", not AB and BA; serial:\n"
@@ -131,12 +131,4 @@ public final class GuestPairTraffic {
         return new Guest(Integer.parseInt(mtu.group(1)), v[1][0] - v[0][0], v[1][1] - v[0][1]);
     }
 
-    private static double scale(String prefix) {
-        return switch (prefix) {
-            case "G" -> 1.0;
-            case "M" -> 1e-3;
-            case "K" -> 1e-6;
-            default -> 1e-9;
-        };
-    }
 }

@@ -132,4 +132,15 @@ public final class GuestTraffic {
     public static boolean pingsOk(Result r) {
         return r.guestPing().contains("VND-PING rc=0") && r.hostPing().startsWith("exit 0");
     }
+
+    /** An iperf3 rate ("940 Mbits/sec": 940 and "M") in Gbit/s. */
+    static double gbitPerSecond(String value, String prefix) {
+        double v = Double.parseDouble(value);
+        return switch (prefix) {
+            case "G" -> v;
+            case "M" -> v * 1e-3;
+            case "K" -> v * 1e-6;
+            default -> v * 1e-9;
+        };
+    }
 }

@@ -112,12 +112,16 @@ public final class VirtioNetd implements AutoCloseable {
     }
 
     private static VirtioNetd launch(NetNs ns, String backend, String tap, String... extraArgs) {
-        Path socket = ns.dir().resolve("vnd.sock");
-        Path control = ns.dir().resolve("vnd.ctl");
+        return launch(ns, backend, tap, ns.dir().resolve("vnd.sock"), ns.dir().resolve("vnd.ctl"), "virtio-netd",
+                extraArgs);
+    }
+
+    private static VirtioNetd launch(NetNs ns, String backend, String tap, Path socket, Path control, String logName,
+                                     String... extraArgs) {
         List<String> argv = new ArrayList<>(List.of(java(), "-jar", jar().toString(), "--socket", socket.toString(),
                 "--backend", backend, "--control", control.toString()));
         argv.addAll(List.of(extraArgs));
-        Spawned p = ns.spawn("virtio-netd", argv.toArray(String[]::new));
+        Spawned p = ns.spawn(logName, argv.toArray(String[]::new));
         VirtioNetd d = new VirtioNetd(p, socket, control, tap);
         Poll.until("vhost-user socket " + socket + " and control socket " + control + " of virtio-netd",
                 START_TIMEOUT, () -> (Files.exists(socket) && Files.exists(control)) || !p.isAlive(),
@@ -133,18 +137,7 @@ public final class VirtioNetd implements AutoCloseable {
      * libvirt's QEMU, another user, can reach), and waits until both exist.
      */
     public static VirtioNetd startAt(NetNs ns, String tap, Path socket, Path control, String... extraArgs) {
-        List<String> argv = new ArrayList<>(List.of(java(), "-jar", jar().toString(), "--socket", socket.toString(),
-                "--backend", "tap:" + tap, "--control", control.toString()));
-        argv.addAll(List.of(extraArgs));
-        Spawned p = ns.spawn("virtio-netd-" + LAUNCHES.incrementAndGet(), argv.toArray(String[]::new));
-        VirtioNetd d = new VirtioNetd(p, socket, control, tap);
-        Poll.until("vhost-user socket " + socket + " and control socket " + control + " of virtio-netd",
-                START_TIMEOUT, () -> (Files.exists(socket) && Files.exists(control)) || !p.isAlive(),
-                () -> d.logTail(30));
-        if (!p.isAlive()) {
-            throw new AssertionError("virtio-netd exited before making its sockets; " + argv + "\n" + d.logTail(30));
-        }
-        return d;
+        return launch(ns, "tap:" + tap, tap, socket, control, "virtio-netd-" + LAUNCHES.incrementAndGet(), extraArgs);
     }
 
     /**
