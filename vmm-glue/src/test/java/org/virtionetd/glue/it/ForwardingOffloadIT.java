@@ -234,5 +234,4 @@ class ForwardingOffloadIT {
         assertThat(v[1]).as("guest %s printed its TCP counters after; serial:\n%s", guest, serial).isNotNull();
         return new long[] {v[1][0] - v[0][0], v[1][1] - v[0][1]};
     }
-
 }

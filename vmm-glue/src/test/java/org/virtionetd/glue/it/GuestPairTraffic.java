@@ -130,5 +130,4 @@ public final class GuestPairTraffic {
         }
         return new Guest(Integer.parseInt(mtu.group(1)), v[1][0] - v[0][0], v[1][1] - v[0][1]);
     }
-
 }
