@@ -132,7 +132,7 @@ class LiveMigrationIT {
                 } catch (AssertionError | RuntimeException e) {
                     for (GuestVm vm : vms) {
                         String out = vm.output();
-                        int oops = firstOf(out, "BUG: ", "Oops", "general protection fault");
+                        int oops = firstOf(out, KERNEL_FAULT);
                         if (oops >= 0) {
                             throw new GuestKernelFault(vm + ": " + String.join("\n",
                                     out.substring(oops).lines().limit(30).toList()), e);
@@ -158,7 +158,7 @@ class LiveMigrationIT {
             GuestVm vm = vms.get(vms.size() - 1);
             s.append("newest guest ").append(vm).append(" serial log tail:\n").append(Cmd.indent(Cmd.tail(vm.output(), 40)));
             String out = vm.output();
-            int oops = firstOf(out, "BUG: ", "Oops", "general protection fault");
+            int oops = firstOf(out, KERNEL_FAULT);
             if (oops >= 0) {
                 // The report's first lines name the fault and the function; the tail holds only its end.
                 s.append("the guest's first kernel fault report:\n")
@@ -196,6 +196,9 @@ class LiveMigrationIT {
             return "(could not keep the logs in " + dir + ": " + e + ")";
         }
     }
+
+    /** The first words of a Linux kernel fault report on the console (oops, BUG, general protection fault). */
+    private static final String[] KERNEL_FAULT = {"BUG: ", "Oops", "general protection fault"};
 
     /** Where the first of {@code words} occurs in {@code text}, or -1. */
     private static int firstOf(String text, String... words) {
