@@ -406,7 +406,11 @@ public final class SoftwareOffload {
                 ? InternetChecksum.pseudoHeaderIpv4(out, l3, protocol, l4Length)
                 : InternetChecksum.pseudoHeaderIpv6(out, l3, protocol, l4Length);
         sum = InternetChecksum.add(sum, InternetChecksum.sum(out, l4, l4Length), 0);
-        out.putShort(l4 + checkOffset, (short) InternetChecksum.finishTransport(sum));
+        // A computed 0 stays 0 in a TCP segment and becomes 0xffff in a UDP one, as the kernel's segmentation
+        // writes them: tcp_gso_segment stores gso_make_checksum() as is (net/ipv4/tcp_offload.c), __udp_gso_segment
+        // replaces 0 by CSUM_MANGLED_0 (net/ipv4/udp_offload.c), because 0 means "no checksum" only in UDP (RFC 768).
+        int check = protocol == IPPROTO_UDP ? InternetChecksum.finishTransport(sum) : InternetChecksum.finish(sum);
+        out.putShort(l4 + checkOffset, (short) check);
     }
 
     private OffloadResult emit(int length) {

@@ -183,6 +183,31 @@ class SoftwareOffloadSegmentTest {
         verifyTcp(b, 1448, segs);
     }
 
+    /**
+     * The kernel leaves a computed TCP checksum of 0 as 0 in a segment and writes 0xffff for UDP; KernelSegmentationIT
+     * found a segment where the engine wrote 0xffff for TCP. The payload's last word is tuned so that the last
+     * segment's checksum computes to 0.
+     */
+    @Example
+    void aTcpSegmentWhoseChecksumComputesToZeroKeepsZeroAndUdpGetsAllOnes() {
+        for (int proto : new int[] {L4_TCP, L4_UDP}) {
+            int checkOffset = proto == L4_TCP ? 16 : 6;
+            int gsoType = proto == L4_TCP ? VirtioNetHeader.GSO_TCPV6 : VirtioNetHeader.GSO_UDP_L4;
+            TestFrames.Built b = TestFrames.build(new Random(7), 0, 6, 0, 2, proto, 0, 200, 0);
+            byte[] last = run(engine, TestFrames.packet(new Random(8), b.frame,
+                    TestFrames.gsoHeader(b, gsoType, 100), 1), OffloadResult.OK).get(1);
+            int check = u16(last, b.l4 + checkOffset);
+            int end = b.frame.length - 2; // the segment's L4 part (header + 100 bytes) is even: an aligned word
+            TestFrames.put16(b.frame, end, TestFrames.naiveAdd(u16(b.frame, end), check));
+            last = run(engine, TestFrames.packet(new Random(8), b.frame, TestFrames.gsoHeader(b, gsoType, 100), 1),
+                    OffloadResult.OK).get(1);
+            assertThat(TestFrames.l4ChecksumOk(last, b.l3, 6, proto, b.l4, last.length))
+                    .as("protocol %d: checksum verifies", proto).isTrue();
+            assertThat(u16(last, b.l4 + checkOffset)).as("protocol %d: checksum field", proto)
+                    .isEqualTo(proto == L4_TCP ? 0 : 0xffff);
+        }
+    }
+
     @Example
     void gsoFrameNotLongerThanOneSegmentGivesOneCompleteFrame() {
         TestFrames.Built b = TestFrames.build(new Random(3), 1, 6, 0, 0, L4_TCP, 0, 100, PSH);
