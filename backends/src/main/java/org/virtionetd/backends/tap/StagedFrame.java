@@ -27,6 +27,7 @@ public final class StagedFrame {
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(CAPACITY).order(ByteOrder.LITTLE_ENDIAN);
     private int length;
     private long tooSmall;
+    private long stagedFrames;
     private long noRoom;
 
     /** The backing buffer (for sources that need its address once). */
@@ -51,6 +52,7 @@ public final class StagedFrame {
                     continue;
                 }
                 length = n;
+                stagedFrames++;
             } else {
                 if (n < 14) {
                     tooSmall++;
@@ -60,6 +62,7 @@ public final class StagedFrame {
                     buffer.put(i, (byte) 0);
                 }
                 length = headerLength + n;
+                stagedFrames++;
             }
         }
         return length;
@@ -123,9 +126,19 @@ public final class StagedFrame {
         return n;
     }
 
+    /** Whether a frame was read ahead and not yet scattered. */
+    public boolean staged() {
+        return length > 0;
+    }
+
     /** Forgets the staged frame (its header length may no longer match). */
     public void discard() {
         length = 0;
+    }
+
+    /** Frames read into the staging buffer (the others went straight into guest buffers, or were dropped). */
+    public long stagedFrames() {
+        return stagedFrames;
     }
 
     /** Frames shorter than a header + Ethernet header, skipped. */

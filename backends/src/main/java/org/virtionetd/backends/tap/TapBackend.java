@@ -242,6 +242,38 @@ public final class TapBackend implements NetBackend {
         }
     }
 
+    /**
+     * The most a tap read gives besides the vnet header: tun_put_user (drivers/net/tun.c) writes the header, the
+     * skb's bytes and a VLAN tag held out of band (VLAN_HLEN). The skb is at most 64 KiB: GSO frames stop at the
+     * tap's gso_max_size (GSO_LEGACY_MAX_SIZE, 65536, tun sets no larger one), GRO'd ones at gro_max_size, and other
+     * frames at its largest MTU (max_mtu 65535 less the Ethernet header) plus that header.
+     */
+    static final int MAX_FRAME = 65536 + 4;
+
+    /** With a vnet header the kernel writes header and frame; without one the header is ours: the staged way. */
+    @Override
+    public int directReceiveRoom() {
+        return vnetHeader ? headerLength + MAX_FRAME : 0;
+    }
+
+    @Override
+    public int receiveDirect(long iov, int count) throws IOException {
+        if (gone) {
+            return 0;
+        }
+        if (staged.staged()) {
+            throw new IllegalStateException(name() + ": receiveDirect with a frame staged by peekLength");
+        }
+        try {
+            return (int) device.readv(iov, count);
+        } catch (IOException e) {
+            if (checkGone("read")) {
+                return 0;
+            }
+            throw e;
+        }
+    }
+
     /** Reads the tap's queue empty (non-blocking reads until EAGAIN), at most {@code limit} frames. */
     @Override
     public int discardQueued(int limit) throws IOException {
@@ -339,6 +371,11 @@ public final class TapBackend implements NetBackend {
     /** Frames dropped because the tap would have blocked. */
     public long blockedWrites() {
         return blockedWrites;
+    }
+
+    /** Frames read into the staging buffer rather than straight into guest buffers. */
+    public long stagedFrames() {
+        return staged.stagedFrames();
     }
 
     /** Received frames dropped because the room given was smaller than the frame. */

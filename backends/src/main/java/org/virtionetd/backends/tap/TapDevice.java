@@ -344,6 +344,32 @@ public final class TapDevice implements AutoCloseable {
         }
     }
 
+    /**
+     * Reads one frame with one readv(2) into the {@code count} iovec entries at native address {@code iov}
+     * (guest buffers). Returns the frame's length, which is larger than the entries' room if the frame was cut
+     * (the kernel reports the whole length); 0 if none is waiting. Under the lock {@link #write} takes, so the fd
+     * is never read after {@link #close()} (its number could name another file by then, and the data would land
+     * in a guest's memory).
+     *
+     * @throws ClosedChannelException if the tap is closed
+     */
+    public long readv(long iov, int count) throws IOException {
+        synchronized (iovLock) {
+            if (closed) {
+                throw new ClosedChannelException();
+            }
+            long r = LinuxNative.readv(fd, iov, count);
+            if (r >= 0) {
+                return r;
+            }
+            if (r == -LinuxNative.EAGAIN) {
+                return 0;
+            }
+            throw new IOException("readv(" + this + ", " + count + " buffers): errno " + -r + " ("
+                    + LinuxNative.strerror((int) -r) + ")");
+        }
+    }
+
     /** Reads one frame into {@code dst} from its position; returns its length, 0 if none is waiting. */
     public int read(ByteBuffer dst) throws IOException {
         return channel.read(dst);

@@ -54,6 +54,27 @@ public interface NetBackend extends AutoCloseable {
     int receive(ByteBuffer[] slices, int count) throws IOException;
 
     /**
+     * The most bytes (vnet header included) one frame from this backend can take, when it can read frames straight
+     * into the guest's buffers with {@link #receiveDirect}; 0 when it cannot (then the device uses
+     * {@link #peekLength()} and {@link #receive}). The device calls receiveDirect only with at least this much room,
+     * so that no frame is ever cut. May change after {@link #configure}.
+     */
+    default int directReceiveRoom() {
+        return 0;
+    }
+
+    /**
+     * Reads the next frame, vnet header first, with one scatter read into the {@code count} entries of the iovec
+     * array (struct iovec of sys/uio.h: 16 bytes each, native order) at native address {@code iov}, which hold at
+     * least {@link #directReceiveRoom()} bytes of guest buffers. Returns the frame's length, 0 if none is waiting;
+     * a length larger than the room means the frame was cut and is lost. The device sets num_buffers afterwards.
+     * Only called when no frame was peeked ({@link #peekLength()}) and not yet received.
+     */
+    default int receiveDirect(long iov, int count) throws IOException {
+        throw new UnsupportedOperationException(name() + " cannot receive into guest buffers directly");
+    }
+
+    /**
      * Drops the frames waiting for the guest (a tap's kernel queue, a switch port's ring, frames staged here) and
      * returns how many. Called when a pair's receive queue starts after a reset or a stop, with the pair's loop
      * stopped: they arrived while no driver ran the device (seconds or minutes ago: old TCP segments), and a NIC

@@ -17,6 +17,12 @@ import java.nio.ByteOrder;
  * frame). A frame that does not fit in what the driver has posted waits in the backend until the driver adds
  * buffers (no loss while the guest is only slow); chains taken meanwhile are kept pending, in order, and given
  * back on stop.
+ *
+ * <p>A backend that can read into guest memory ({@link NetBackend#directReceiveRoom()}, a tap with a vnet header)
+ * gets the frame read straight into the chains held, with one readv(2) through {@link ReceiveIovec}: enough chains
+ * are held for the largest frame it may give, so nothing is cut, and the ones a frame does not use are kept for the
+ * next. When the ring does not hold that much now (or a chain cannot hold a large frame: small buffers without
+ * MRG_RXBUF), the frame's length is peeked and it is staged and scattered as before.
  */
 final class RxPath {
     /** The outcome of a call to {@link #process(int)}. */
@@ -44,7 +50,15 @@ final class RxPath {
     private final NetBackend backend;
     private final NetCounters counters;
     private final DeviceContext device;
-    private final ChainReader reader;
+    private final ReceivedFrame frame;
+    private final ReceiveIovec iovec;
+    /** The iovec no longer matches the pending chains (an append failed): unused until they are all gone. */
+    private boolean iovecStale;
+    /**
+     * The backend may hold a frame peeked and not received yet: it goes the staged way. True at first: a loop that
+     * restarted may find a frame its predecessor peeked.
+     */
+    private boolean peeked = true;
     /** Buffers used for frames, per chunk of the queue's memory (memory hot-plug shows where they come from). */
     private final RxBufferCounts rxBuffers;
     private final DescriptorChain[] pending = new DescriptorChain[MAX_CHAINS];
@@ -52,13 +66,8 @@ final class RxPath {
     private long pendingCapacity;
     /** Pending chains are exactly the last ones popped, so stop can give them back by rewinding. */
     private boolean pendingContiguous = true;
-    private final ByteBuffer[] slices = new ByteBuffer[MAX_SLICES];
-    private final int[] sliceStart = new int[MAX_SLICES];
     private final ByteBuffer discard = ByteBuffer.allocateDirect(128 * 1024).order(ByteOrder.LITTLE_ENDIAN);
     private final ByteBuffer[] discardSlices = {discard};
-    /** The first bytes of a received frame, gathered from the guest buffers when its IP version matters. */
-    private final ByteBuffer frameStart = ByteBuffer.allocate(EthernetFrame.IP_VERSION_PREFIX);
-    private int sliceCount;
     private boolean usedSinceNotify;
     /** Frames and bytes of the current burst, added to the shared counters once per burst. */
     private long burstPackets;
@@ -88,7 +97,8 @@ final class RxPath {
         this.backend = backend;
         this.counters = counters;
         this.device = device;
-        this.reader = new ChainReader(queue.memory(), MAX_SLICES);
+        this.frame = new ReceivedFrame(queue.memory(), MAX_SLICES);
+        this.iovec = new ReceiveIovec(queue.memory(), MAX_CHAINS);
         int cap = Math.min(queue.size(), MAX_CHAIN_DESCRIPTORS);
         for (int i = 0; i < MAX_CHAINS; i++) {
             pending[i] = new DescriptorChain(cap);
@@ -139,6 +149,15 @@ final class RxPath {
         if (!queue.enabled() || pairIndex >= device.activePairs()) {
             return Result.DISABLED;
         }
+        int hdrLen = device.headerLength();
+        boolean mergeable = VirtioNetFeature.has(device.negotiated(), VirtioNetFeature.MRG_RXBUF);
+        if (!peeked) {
+            int room = backend.directReceiveRoom();
+            if (room > 0 && !iovecStale && gather(room, mergeable, hdrLen)) {
+                return receiveDirect(hdrLen, mergeable);
+            }
+            tooBig = false; // the frame's own length decides below
+        }
         int length;
         try {
             length = backend.peekLength();
@@ -147,11 +166,10 @@ final class RxPath {
                     + " failed: " + e);
             return Result.BACKEND_ERROR;
         }
+        peeked = length > 0;
         if (length <= 0) {
             return Result.IDLE;
         }
-        int hdrLen = device.headerLength();
-        boolean mergeable = VirtioNetFeature.has(device.negotiated(), VirtioNetFeature.MRG_RXBUF);
         if (!gather(length, mergeable, hdrLen)) {
             if (tooBig) {
                 tooBig = false;
@@ -170,13 +188,14 @@ final class RxPath {
             return Result.WAITING_FOR_BUFFERS;
         }
         int chains = mergeable ? chainsFor(length) : 1;
-        if (!buildSlices(chains)) {
+        if (!frame.build(pending, chains)) {
             counters.rxDroppedTooBig.increment();
             return discardFrame();
         }
         int n;
         try {
-            n = backend.receive(slices, sliceCount);
+            peeked = false;
+            n = backend.receive(frame.slices(), frame.sliceCount());
         } catch (IOException | RuntimeException e) {
             device.logOnce().warn("rx-backend-error", "RX queue " + queue.index() + ": backend " + backend.name()
                     + " failed: " + e);
@@ -185,6 +204,45 @@ final class RxPath {
         if (n <= 0) {
             return Result.IDLE;
         }
+        return deliver(n, chains, hdrLen, mergeable);
+    }
+
+    /**
+     * One readv into the chains held ({@link #gather} took enough for the backend's largest frame). In big-packet
+     * mode only the first chain receives (5.1.6.3.1: each buffer holds a whole frame).
+     */
+    private Result receiveDirect(int hdrLen, boolean mergeable) {
+        long held = mergeable ? pendingCapacity : pending[0].writableBytes();
+        int n;
+        try {
+            n = backend.receiveDirect(iovec.address(), mergeable ? iovec.count() : iovec.firstChainCount());
+        } catch (IOException | RuntimeException e) {
+            device.logOnce().warn("rx-backend-error", "RX queue " + queue.index() + ": backend " + backend.name()
+                    + " failed: " + e);
+            return Result.BACKEND_ERROR;
+        }
+        if (n <= 0) {
+            return Result.IDLE;
+        }
+        if (n > held) {
+            // Longer than the backend said a frame can be: the kernel cut it, the rest is lost.
+            counters.rxDroppedTooBig.increment();
+            device.logOnce().warn("rx-cut", "RX queue " + queue.index() + ": backend " + backend.name()
+                    + " delivered a " + n + "-byte frame, more than the " + held + " bytes it may need; dropped");
+            markReceived(mergeable ? pendingCount : 1, held);
+            return Result.MORE;
+        }
+        int chains = mergeable ? chainsFor(n) : 1;
+        if (!frame.build(pending, chains)) {
+            counters.rxDroppedTooBig.increment();
+            markReceived(chains, n);
+            return Result.MORE;
+        }
+        return deliver(n, chains, hdrLen, mergeable);
+    }
+
+    /** Judges a frame of {@code n} bytes written into the first {@code chains} pending chains, then publishes it. */
+    private Result deliver(int n, int chains, int hdrLen, boolean mergeable) {
         if (n < hdrLen + 14) {
             counters.rxDroppedRunt.increment(); // shorter than an Ethernet header: the chains stay pending
             markReceived(chains, n);
@@ -193,12 +251,12 @@ final class RxPath {
         if (!offloadsAllowed(n - hdrLen)) {
             counters.rxBadOffload.increment();
             device.logOnce().warn("rx-offload", "RX queue " + queue.index() + ": backend " + backend.name()
-                    + " delivered a frame with offloads the driver did not accept (flags=" + byteAt(0)
-                    + " gso_type=" + byteAt(1) + ")");
+                    + " delivered a frame with offloads the driver did not accept (flags=" + frame.byteAt(0)
+                    + " gso_type=" + frame.byteAt(1) + ")");
             markReceived(chains, n);
             return Result.MORE;
         }
-        if (!device.rxFilter().accepts(destination(hdrLen), vlanId(hdrLen))) {
+        if (!device.rxFilter().accepts(frame.destination(hdrLen), frame.vlanId(hdrLen))) {
             counters.rxFiltered.increment();
             markReceived(chains, n);
             return Result.MORE; // the chains stay pending for the next frame
@@ -246,6 +304,7 @@ final class RxPath {
                     }
                     pendingCount = 0;
                     pendingCapacity = 0;
+                    resetIovec();
                 }
                 queue.addUsed(c, 0);
                 usedSinceNotify = true;
@@ -256,6 +315,9 @@ final class RxPath {
             }
             pendingCount++;
             pendingCapacity += c.writableBytes();
+            if (!iovecStale && !iovec.append(c)) {
+                iovecStale = true; // the staged way until the chains held now are used
+            }
         }
         if (!mergeable && pending[0].writableBytes() < length) {
             tooBig = true;
@@ -275,23 +337,8 @@ final class RxPath {
         return pendingCount;
     }
 
-    private boolean buildSlices(int chains) {
-        sliceCount = 0;
-        for (int i = 0; i < chains; i++) {
-            DescriptorChain c = pending[i];
-            int n = reader.views(c, c.readableCount(), c.count(), 0, slices, sliceCount);
-            if (n < 0) {
-                return false;
-            }
-            sliceCount += n;
-        }
-        for (int i = 0; i < sliceCount; i++) {
-            sliceStart[i] = slices[i].position();
-        }
-        return true;
-    }
-
     private Result discardFrame() {
+        peeked = false;
         try {
             discard.clear();
             backend.receive(discardSlices, 1);
@@ -301,70 +348,20 @@ final class RxPath {
         return Result.MORE;
     }
 
-    /** Byte {@code index} of the frame as written (header first), read back from the guest buffers. */
-    private int byteAt(int index) {
-        for (int i = 0; i < sliceCount; i++) {
-            ByteBuffer s = slices[i];
-            int len = s.limit() - sliceStart[i];
-            if (index < len) {
-                return s.get(sliceStart[i] + index) & 0xff;
-            }
-            index -= len;
-        }
-        return -1;
-    }
-
-    private void putByte(int index, int value) {
-        for (int i = 0; i < sliceCount; i++) {
-            ByteBuffer s = slices[i];
-            int len = s.limit() - sliceStart[i];
-            if (index < len) {
-                s.put(sliceStart[i] + index, (byte) value);
-                return;
-            }
-            index -= len;
-        }
-    }
-
     /**
      * 5.1.6.4.1, by {@link GuestOffloadRule}: a frame whose header asks for an offload the driver did not accept
      * cannot be fixed here and is dropped; DATA_VALID without GUEST_CSUM is cleared (flags must then be zero).
      * A USO frame is judged by its IP version ({@link EthernetFrame#ipVersionOf}), read back from the guest buffers.
      */
     private boolean offloadsAllowed(int frameLength) {
-        int flags = byteAt(VirtioNetHeader.FLAGS_OFFSET);
-        int gso = byteAt(VirtioNetHeader.GSO_TYPE_OFFSET);
-        int ipVersion = 0;
-        if (GuestOffloadRule.needsIpVersion(gso)) {
-            // The frame may be scattered over several guest buffers: gather its first bytes to read the EtherType.
-            int hdrLen = device.headerLength();
-            int prefix = Math.min(EthernetFrame.IP_VERSION_PREFIX, frameLength);
-            for (int i = 0; i < prefix; i++) {
-                frameStart.put(i, (byte) byteAt(hdrLen + i));
-            }
-            ipVersion = EthernetFrame.ipVersionOf(frameStart, 0, prefix);
-        }
+        int flags = frame.byteAt(VirtioNetHeader.FLAGS_OFFSET);
+        int gso = frame.byteAt(VirtioNetHeader.GSO_TYPE_OFFSET);
+        int ipVersion = GuestOffloadRule.needsIpVersion(gso) ? frame.ipVersion(device.headerLength(), frameLength) : 0;
         GuestOffloadRule.Verdict v = GuestOffloadRule.verdict(device.guestOffloads(), flags, gso, ipVersion);
         if (v == GuestOffloadRule.Verdict.DELIVER_WITHOUT_FLAGS) {
-            putByte(VirtioNetHeader.FLAGS_OFFSET, 0);
+            frame.putByte(VirtioNetHeader.FLAGS_OFFSET, 0);
         }
         return v.deliverable();
-    }
-
-    private long destination(int hdrLen) {
-        long v = 0;
-        for (int i = 0; i < 6; i++) {
-            v = (v << 8) | byteAt(hdrLen + i);
-        }
-        return v;
-    }
-
-    private int vlanId(int hdrLen) {
-        int type = (byteAt(hdrLen + 12) << 8) | byteAt(hdrLen + 13);
-        if (type != EthernetFrame.ETH_P_8021Q) {
-            return -1;
-        }
-        return ((byteAt(hdrLen + 14) << 8) | byteAt(hdrLen + 15)) & 0xfff;
     }
 
     /**
@@ -385,8 +382,8 @@ final class RxPath {
         }
         if (hdrLen == VirtioNetHeader.LENGTH_MRG) {
             // 5.1.6.4: num_buffers is the number of buffers used; 1 when MRG_RXBUF is not negotiated.
-            putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET, used & 0xff);
-            putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
+            frame.putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET, used & 0xff);
+            frame.putByte(VirtioNetHeader.NUM_BUFFERS_OFFSET + 1, used >>> 8);
         }
         markReceived(used, n);
         int remaining = n;
@@ -410,8 +407,12 @@ final class RxPath {
             pending[pendingCount - 1] = first;
             pendingCount--;
         }
+        if (!iovecStale) {
+            iovec.dropFirst(used);
+        }
         if (pendingCount == 0) {
             pendingContiguous = true;
+            resetIovec();
         }
     }
 
@@ -454,5 +455,12 @@ final class RxPath {
         pendingCount = 0;
         pendingCapacity = 0;
         pendingContiguous = true;
+        resetIovec();
+    }
+
+    /** No chain is held: the iovec is empty and matches again. */
+    private void resetIovec() {
+        iovec.clear();
+        iovecStale = false;
     }
 }

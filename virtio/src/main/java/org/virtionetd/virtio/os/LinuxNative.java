@@ -118,6 +118,10 @@ public final class LinuxNative {
 
         @SaveError
         long writev(int fd, jnr.ffi.Pointer iov, int iovcnt);
+
+        /** {@code iov} is the iovec array's address: a pointer and a 64-bit integer are passed alike (SysV, AAPCS64). */
+        @SaveError
+        long readv(int fd, long iov, int iovcnt);
     }
 
     private static final FastLibc FAST = LibraryLoader.create(FastLibc.class).load("c");
@@ -410,6 +414,15 @@ public final class LinuxNative {
         }
         UNSAFE = u;
         BUFFER_ADDRESS = offset;
+    }
+
+    /**
+     * readv(2) into the iovec array at native address {@code iov}: bytes read (for a tap: the frame's whole length,
+     * even when it was longer than the buffers and cut, see tun_put_user in drivers/net/tun.c), or -errno.
+     */
+    public static long readv(int fd, long iov, int count) {
+        long r = FAST.readv(fd, iov, count);
+        return r >= 0 ? r : -jnrErrno();
     }
 
     /** writev(2) with a caller-built iovec array at {@code iov}: bytes written, or -errno (no exception). */

@@ -41,6 +41,8 @@ public final class FreeBsdNative implements FreeBsdTapOps {
 
         static native long write(int fd, long buf, long count);
 
+        static native long readv(int fd, long iov, int iovcnt);
+
         static native int socket(int domain, int type, int protocol);
     }
 
@@ -185,6 +187,18 @@ public final class FreeBsdNative implements FreeBsdTapOps {
         }
         dst.position(dst.position() + (int) n);
         return (int) n;
+    }
+
+    @Override
+    public long readv(long iov, int count) throws IOException {
+        long n = Libc.readv(fd, iov, count);
+        if (n < 0) {
+            if (Native.getLastError() == EAGAIN) {
+                return 0;
+            }
+            throw failure("readv(" + path + ", " + count + " buffers)");
+        }
+        return n;
     }
 
     @Override

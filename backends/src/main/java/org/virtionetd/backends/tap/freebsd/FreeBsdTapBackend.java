@@ -210,6 +210,26 @@ public final class FreeBsdTapBackend implements NetBackend {
         return staged.scatter(source, vnetHeader, headerLength, slices, count);
     }
 
+    /**
+     * The most a tap read gives besides the vnet header: an Ethernet frame of the largest MTU (TUNMRU, 65535, in
+     * sys/net/if_tuntap.c), its header and a VLAN tag; TSO frames are at most IP_MAXPACKET (65535) plus headers.
+     */
+    static final int MAX_FRAME = 65535 + 14 + 4;
+
+    /** With a vnet header the kernel writes header and frame; without one the header is ours: the staged way. */
+    @Override
+    public int directReceiveRoom() {
+        return vnetHeader ? headerLength + MAX_FRAME : 0;
+    }
+
+    @Override
+    public int receiveDirect(long iov, int count) throws IOException {
+        if (staged.staged()) {
+            throw new IllegalStateException(name() + ": receiveDirect with a frame staged by peekLength");
+        }
+        return (int) ops.readv(iov, count);
+    }
+
     @Override
     public int discardQueued(int limit) throws IOException {
         return staged.discardQueued(source, limit);

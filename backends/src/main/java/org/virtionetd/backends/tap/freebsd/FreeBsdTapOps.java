@@ -45,6 +45,13 @@ public interface FreeBsdTapOps extends AutoCloseable {
     /** Reads one frame into {@code dst} from its position; returns its length, 0 if none is waiting. */
     int read(ByteBuffer dst) throws IOException;
 
+    /**
+     * Reads one frame with one readv(2) into the {@code count} iovec entries at native address {@code iov}; returns
+     * its length, 0 if none is waiting. tunread (sys/net/if_tuntap.c) copies what fits and drops the rest, so the
+     * caller gives room for the largest frame (TUNMRU plus header).
+     */
+    long readv(long iov, int count) throws IOException;
+
     @Override
     void close();
 }

@@ -4,9 +4,11 @@ import org.junit.jupiter.api.Test;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetFeature;
 import org.virtionetd.virtio.net.VirtioNetHeader;
+import org.virtionetd.virtio.os.LinuxNative;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -107,6 +109,24 @@ class FreeBsdTapBackendTest {
             int n = Math.min(f.length, dst.remaining());
             dst.put(f, 0, n);
             return n;
+        }
+
+        /** Like tunread: copies what fits into the iovec entries, drops the rest. */
+        @Override
+        public long readv(long iov, int count) {
+            byte[] f = toRead.poll();
+            if (f == null) {
+                return 0;
+            }
+            ByteBuffer entries = LinuxNative.directBuffer(iov, 16 * count).order(ByteOrder.nativeOrder());
+            int at = 0;
+            for (int i = 0; i < count && at < f.length; i++) {
+                long len = entries.getLong(16 * i + 8);
+                int k = (int) Math.min(len, f.length - at);
+                LinuxNative.directBuffer(entries.getLong(16 * i), k).put(f, at, k);
+                at += k;
+            }
+            return at;
         }
 
         @Override
