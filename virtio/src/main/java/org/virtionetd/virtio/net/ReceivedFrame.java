@@ -25,11 +25,14 @@ final class ReceivedFrame {
         this.sliceStart = new int[maxSlices];
     }
 
-    /** Views of the device-writable buffers of {@code chains[0 .. count)}; false if they need too many views. */
-    boolean build(DescriptorChain[] chains, int count) {
+    /**
+     * Views of the device-writable buffers of {@code count} chains of the ring {@code chains} (a power of two long)
+     * from index {@code first}; false if they need too many views.
+     */
+    boolean build(DescriptorChain[] chains, int first, int count) {
         sliceCount = 0;
         for (int i = 0; i < count; i++) {
-            DescriptorChain c = chains[i];
+            DescriptorChain c = chains[(first + i) & (chains.length - 1)];
             int n = reader.views(c, c.readableCount(), c.count(), 0, slices, sliceCount);
             if (n < 0) {
                 return false;

@@ -41,6 +41,7 @@ final class RxPath {
         BACKEND_ERROR
     }
 
+    /** Chains held at most (a power of two: {@link #pending} is a ring). */
     static final int MAX_CHAINS = 64;
     private static final int MAX_SLICES = 512;
     private static final int MAX_CHAIN_DESCRIPTORS = 256;
@@ -61,7 +62,9 @@ final class RxPath {
     private boolean peeked = true;
     /** Buffers used for frames, per chunk of the queue's memory (memory hot-plug shows where they come from). */
     private final RxBufferCounts rxBuffers;
+    /** The chains taken and not used yet, oldest first: a ring of {@link #MAX_CHAINS} from pendingHead. */
     private final DescriptorChain[] pending = new DescriptorChain[MAX_CHAINS];
+    private int pendingHead;
     private int pendingCount;
     private long pendingCapacity;
     /** Pending chains are exactly the last ones popped, so stop can give them back by rewinding. */
@@ -103,6 +106,11 @@ final class RxPath {
         for (int i = 0; i < MAX_CHAINS; i++) {
             pending[i] = new DescriptorChain(cap);
         }
+    }
+
+    /** The {@code i}-th oldest chain held. */
+    private DescriptorChain held(int i) {
+        return pending[(pendingHead + i) & (MAX_CHAINS - 1)];
     }
 
     /** Frames the last {@link #process} call delivered to the driver. */
@@ -188,7 +196,7 @@ final class RxPath {
             return Result.WAITING_FOR_BUFFERS;
         }
         int chains = mergeable ? chainsFor(length) : 1;
-        if (!frame.build(pending, chains)) {
+        if (!frame.build(pending, pendingHead, chains)) {
             counters.rxDroppedTooBig.increment();
             return discardFrame();
         }
@@ -212,7 +220,7 @@ final class RxPath {
      * mode only the first chain receives (5.1.6.3.1: each buffer holds a whole frame).
      */
     private Result receiveDirect(int hdrLen, boolean mergeable) {
-        long held = mergeable ? pendingCapacity : pending[0].writableBytes();
+        long held = mergeable ? pendingCapacity : held(0).writableBytes();
         int n;
         try {
             n = backend.receiveDirect(iovec.address(), mergeable ? iovec.count() : iovec.firstChainCount());
@@ -233,7 +241,7 @@ final class RxPath {
             return Result.MORE;
         }
         int chains = mergeable ? chainsFor(n) : 1;
-        if (!frame.build(pending, chains)) {
+        if (!frame.build(pending, pendingHead, chains)) {
             counters.rxDroppedTooBig.increment();
             markReceived(chains, n);
             return Result.MORE;
@@ -272,7 +280,7 @@ final class RxPath {
                 tooBig = true;
                 return false;
             }
-            DescriptorChain c = pending[pendingCount];
+            DescriptorChain c = held(pendingCount);
             String bad = null;
             try {
                 if (!queue.pop(c)) {
@@ -300,7 +308,7 @@ final class RxPath {
                     // IN_ORDER (2.7.9 / 2.8.9): buffers are used in the order they were made available, so the
                     // ones taken before the bad one go back first (unwritten: this frame waits for new ones).
                     for (int i = 0; i < pendingCount; i++) {
-                        queue.addUsed(pending[i], 0);
+                        queue.addUsed(held(i), 0);
                     }
                     pendingCount = 0;
                     pendingCapacity = 0;
@@ -319,7 +327,7 @@ final class RxPath {
                 iovecStale = true; // the staged way until the chains held now are used
             }
         }
-        if (!mergeable && pending[0].writableBytes() < length) {
+        if (!mergeable && held(0).writableBytes() < length) {
             tooBig = true;
             return false;
         }
@@ -329,7 +337,7 @@ final class RxPath {
     private int chainsFor(int length) {
         long cap = 0;
         for (int i = 0; i < pendingCount; i++) {
-            cap += pending[i].writableBytes();
+            cap += held(i).writableBytes();
             if (cap >= length) {
                 return i + 1;
             }
@@ -374,7 +382,7 @@ final class RxPath {
         int used = 0;
         long left = n;
         while (left > 0 && used < pendingCount) {
-            left -= Math.min(pending[used].writableBytes(), left);
+            left -= Math.min(held(used).writableBytes(), left);
             used++;
             if (!mergeable) {
                 break;
@@ -388,7 +396,7 @@ final class RxPath {
         markReceived(used, n);
         int remaining = n;
         for (int i = 0; i < used; i++) {
-            DescriptorChain c = pending[i];
+            DescriptorChain c = held(i);
             int take = (int) Math.min(c.writableBytes(), remaining);
             queue.addUsed(c, take);
             rxBuffers.count(c);
@@ -398,15 +406,11 @@ final class RxPath {
         burstPackets++;
         burstBytes += n - hdrLen;
         for (int i = 0; i < used; i++) {
-            pendingCapacity -= pending[i].writableBytes();
+            pendingCapacity -= held(i).writableBytes();
         }
-        // Keep the DescriptorChain objects: rotate the used ones to the end.
-        for (int r = 0; r < used; r++) {
-            DescriptorChain first = pending[0];
-            System.arraycopy(pending, 1, pending, 0, pendingCount - 1);
-            pending[pendingCount - 1] = first;
-            pendingCount--;
-        }
+        // The used chains' objects are reused for the chains taken next.
+        pendingHead = (pendingHead + used) & (MAX_CHAINS - 1);
+        pendingCount -= used;
         if (!iovecStale) {
             iovec.dropFirst(used);
         }
@@ -427,7 +431,7 @@ final class RxPath {
             return;
         }
         for (int i = 0; i < chains && n > 0; i++) {
-            DescriptorChain c = pending[i];
+            DescriptorChain c = held(i);
             for (int d = c.readableCount(); d < c.count() && n > 0; d++) {
                 long len = Math.min(c.length(d) & 0xffffffffL, n);
                 queue.memory().markDirty(c.address(d), len);
@@ -448,7 +452,7 @@ final class RxPath {
             queue.giveBack(pendingCount);
         } else {
             for (int i = 0; i < pendingCount; i++) {
-                queue.addUsed(pending[i], 0);
+                queue.addUsed(held(i), 0);
             }
             queue.publishUsedAndNotify(counters);
         }
