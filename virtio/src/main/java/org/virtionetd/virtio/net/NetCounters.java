@@ -26,6 +26,11 @@ public final class NetCounters implements NotificationCounters {
     public final LongAdder rxDroppedTooBig = new LongAdder();
     /** Times a frame waited because the guest had not posted enough buffers. */
     public final LongAdder rxWaitedForBuffers = new LongAdder();
+    /**
+     * Frames copied twice: staged by the backend, then scattered into the guest's buffers, because the backend
+     * cannot read into guest buffers or the chains held could not take its largest frame ({@link RxPath}).
+     */
+    public final LongAdder rxStaged = new LongAdder();
     /** Frames from the backend shorter than a vnet header plus an Ethernet header, dropped. */
     public final LongAdder rxDroppedRunt = new LongAdder();
     /** Frames the backend delivered with offloads the guest did not accept, dropped. */

@@ -212,6 +212,7 @@ final class RxPath {
         if (n <= 0) {
             return Result.IDLE;
         }
+        counters.rxStaged.increment();
         return deliver(n, chains, hdrLen, mergeable);
     }
 

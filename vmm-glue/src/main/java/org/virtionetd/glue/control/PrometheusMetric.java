@@ -47,6 +47,8 @@ record PrometheusMetric(String family, String type, String help, String reason) 
                     + "bad_offload (offloads the guest did not accept), stale (queued while no driver ran)."),
             Map.entry("rx_waited_for_buffers", "Times a frame waited because the guest had not posted enough "
                     + "receive buffers."),
+            Map.entry("rx_staged", "Frames read into the backend's staging buffer and copied into the guest's, "
+                    + "rather than read straight into the guest's buffers (too few or too small buffers posted)."),
             Map.entry("invalid_chains", "Descriptor chains that broke a rule of virtio 1.2 section 2.7, returned "
                     + "with length 0."),
             Map.entry("needs_reset", "Times the device set NEEDS_RESET because a ring was unusable."),
