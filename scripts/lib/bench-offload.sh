@@ -134,7 +134,11 @@ run_mode() {
     local mode=$1; shift
     ns="vnd-bench-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
     local sock="$work/$mode.sock"
-    log_info "mode $mode: namespace $ns, virtio-netd $*"
+    if [ "${mode#builtin}" = "$mode" ]; then
+        log_info "mode $mode: namespace $ns, virtio-netd${*:+ $*}, directions $directions"
+    else
+        log_info "mode $mode: namespace $ns, QEMU's own virtio-net, directions $directions"
+    fi
     ip netns add "$ns"
     inns ip link set lo up
     inns ip tuntap add dev vnd0 mode tap
