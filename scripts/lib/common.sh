@@ -15,10 +15,18 @@ VND_PACKAGES=(qemu-system-x86 dpdk dpdk-dev iperf3 busybox-static ethtool cpio i
 VND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VND_CACHE="${VND_CACHE:-${HOME:-/root}/.cache/virtio-netd}"
 
+# The name in the log lines: the script's file name, unless the script sets VND_LOG_NAME after sourcing this
+# (scripts/bench's subcommands log as "bench NAME"). Set here, so that a value in the environment is not inherited.
+VND_LOG_NAME=${0##*/}
 _vnd_ts() { date +%H:%M:%S; }
-log_info() { printf '%s [%s] %s\n' "$(_vnd_ts)" "${0##*/}" "$*" >&2; }
-log_warn() { printf '%s [%s] WARNING: %s\n' "$(_vnd_ts)" "${0##*/}" "$*" >&2; }
-die() { printf '%s [%s] ERROR: %s\n' "$(_vnd_ts)" "${0##*/}" "$*" >&2; exit 1; }
+log_info() { printf '%s [%s] %s\n' "$(_vnd_ts)" "$VND_LOG_NAME" "$*" >&2; }
+log_warn() { printf '%s [%s] WARNING: %s\n' "$(_vnd_ts)" "$VND_LOG_NAME" "$*" >&2; }
+die() { printf '%s [%s] ERROR: %s\n' "$(_vnd_ts)" "$VND_LOG_NAME" "$*" >&2; exit 1; }
+
+# print_header FILE: the comment block after FILE's first line (its usage), without the leading "# ".
+print_header() {
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
+}
 
 need_root() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (taps, network namespaces and apt-get need it); uid is $(id -u)"

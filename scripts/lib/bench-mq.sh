@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Multiqueue throughput: the same guest (TCG, -smp 2) on virtio-netd with 1 queue pair, then with 2 (--queues 2,
-# IFF_MULTI_QUEUE tap, QEMU vhost-user queues=2 + mq=on, `ethtool -L eth0 combined 2` in the guest), in one run.
+# scripts/bench mq: multiqueue throughput: the same guest (TCG, -smp 2) on virtio-netd with 1 queue pair, then
+# with 2 (--queues 2, IFF_MULTI_QUEUE tap, QEMU vhost-user queues=2 + mq=on, `ethtool -L eth0 combined 2` in the
+# guest), in one run.
 # Each way runs four TCP streams as two iperf3 processes of two streams, pinned to vCPU 0 and vCPU 1 (-A), so that
 # with 2 pairs the guest's driver sends on both TX queues (XPS) and the tap steers the flows back to both.
-# Usage: scripts/bench-mq [--json] [--time SECONDS] [--rounds N]
+# Usage: scripts/bench mq [--json] [--time SECONDS] [--rounds N]
 #   --time    seconds per iperf3 direction (default 8)
 #   --rounds  alternated rounds of (1 pair, 2 pairs); the best of each is reported (default 1)
-#   --json    the last line is a JSON object: pairs_1 and pairs_2 (tcp_guest_to_host_gbps, tcp_host_to_guest_gbps,
-#             per-pair packets, host CPU busy share and CPU seconds of QEMU and of virtio-netd's pair threads
-#             during guest -> host), ratio_guest_to_host, ratio_host_to_guest,
+#   --json    the last line of stdout is a JSON object: pairs_1 and pairs_2 (tcp_guest_to_host_gbps,
+#             tcp_host_to_guest_gbps, per-pair packets, host CPU busy share and CPU seconds of QEMU and of
+#             virtio-netd's pair threads during guest -> host), ratio_guest_to_host, ratio_host_to_guest,
 #             tcp_checksum_errors, bound (what limits the ratio here)
-# Everything it creates (namespaces, taps, processes, temp files) is removed on exit.
+# Progress lines go to stderr. Everything it creates (namespaces, taps, processes, temp files) is removed on exit.
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
-. "$(dirname "$0")/lib/guest.sh"
+. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/guest.sh"
+VND_LOG_NAME="bench mq"
 
 json=
 secs=8
@@ -21,9 +23,11 @@ rounds=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --json) json=1 ;;
-        --time) secs=$2; shift ;;
-        --rounds) rounds=$2; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --time|--rounds)
+            [ $# -ge 2 ] || die "$1 wants a value (see --help)"
+            if [ "$1" = --time ]; then secs=$2; else rounds=$2; fi
+            shift ;;
+        -h|--help) print_header "$0"; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
