@@ -221,7 +221,7 @@ final class RxPath {
      * mode only the first chain receives (5.1.6.3.1: each buffer holds a whole frame).
      */
     private Result receiveDirect(int hdrLen, boolean mergeable) {
-        long held = mergeable ? pendingCapacity : held(0).writableBytes();
+        long room = mergeable ? pendingCapacity : held(0).writableBytes();
         int n;
         try {
             n = backend.receiveDirect(iovec.address(), mergeable ? iovec.count() : iovec.firstChainCount());
@@ -233,12 +233,12 @@ final class RxPath {
         if (n <= 0) {
             return Result.IDLE;
         }
-        if (n > held) {
+        if (n > room) {
             // Longer than the backend said a frame can be: the kernel cut it, the rest is lost.
             counters.rxDroppedTooBig.increment();
             device.logOnce().warn("rx-cut", "RX queue " + queue.index() + ": backend " + backend.name()
-                    + " delivered a " + n + "-byte frame, more than the " + held + " bytes it may need; dropped");
-            markReceived(mergeable ? pendingCount : 1, held);
+                    + " delivered a " + n + "-byte frame, more than the " + room + " bytes it may need; dropped");
+            markReceived(mergeable ? pendingCount : 1, room);
             return Result.MORE;
         }
         int chains = mergeable ? chainsFor(n) : 1;
