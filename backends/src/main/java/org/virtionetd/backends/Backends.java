@@ -14,8 +14,9 @@ import java.util.regex.Pattern;
 
 /**
  * The registry of backend kinds for the command line: {@code tap:NAME[,no-offload]} (and bhyve's {@code tapN},
- * {@code vmnetN}), {@code switch:NAME} (and bhyve's {@code valeNAME:PORT}), {@code null} (discards, for benchmarks) and {@code null:source=SIZE} (also feeds the guest
- * SIZE-byte frames as fast as it takes them).
+ * {@code vmnetN}), {@code switch:NAME} (and bhyve's {@code valeNAME:PORT}), {@code null} (discards, for benchmarks;
+ * {@code null:copy} copies each packet first) and {@code null:source=SIZE} (also feeds the guest SIZE-byte frames as
+ * fast as it takes them).
  *
  * <p>It also assembles what a device gets ({@link #assemble}): a spec names a backend, the registry decides what
  * wraps it. The software offload engine ({@link OffloadingBackend}) goes in front of every backend that cannot carry
@@ -25,7 +26,7 @@ import java.util.regex.Pattern;
  */
 public final class Backends {
     private static final Pattern BHYVE_TAP = Pattern.compile("(tap|vmnet)[0-9]+(,.*)?");
-    public static final String KINDS = "tap:NAME, tapN, vmnetN, switch:NAME, valeNAME:PORT, null or null:source=SIZE";
+    public static final String KINDS = "tap:NAME, tapN, vmnetN, switch:NAME, valeNAME:PORT, null, null:copy or null:source=SIZE";
 
     /** What the command line asks of the offloads a device offers its guest. */
     public enum Offloads {

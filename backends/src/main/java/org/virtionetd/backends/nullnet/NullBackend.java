@@ -4,6 +4,7 @@ import org.virtionetd.backends.BackendFactory;
 import org.virtionetd.virtio.net.NetBackend;
 import org.virtionetd.virtio.net.Packet;
 import org.virtionetd.virtio.net.VirtioNetFeature;
+import org.virtionetd.virtio.net.VirtioNetHeader;
 import org.virtionetd.virtio.os.EventFd;
 
 import java.io.IOException;
@@ -15,13 +16,18 @@ import java.util.List;
 /**
  * A backend for measuring the device alone (the pps benchmark): every packet sent is counted and discarded,
  * whatever its offloads (so it carries them all); with a source size it also delivers an endless stream of
- * UDP frames of that size to the guest, as fast as the guest posts buffers.
+ * UDP frames of that size to the guest, as fast as the guest posts buffers. With {@code copy} every packet sent
+ * is first copied, header and frame, into a buffer of the backend's own, as DPDK's net_vhost copies each one into
+ * an mbuf: the benchmark's tx case then does the same work on both sides (discarding untouched is the other,
+ * labelled, figure).
  */
 public final class NullBackend implements NetBackend {
     /** Broadcast, from 02:00:00:00:00:01, IPv4/UDP 10.0.0.1 -> 10.0.0.2 port 9 (discard). */
     private static final int ETH_IP_UDP = 14 + 20 + 8;
 
     private final int sourceSize;
+    /** Where a copying sink puts each packet sent (header and frame); null when packets are discarded untouched. */
+    private final ByteBuffer sink;
     private final byte[] frame;
     private final EventFd ready;
     private int headerLength = 12;
@@ -42,11 +48,17 @@ public final class NullBackend implements NetBackend {
     }
 
     public NullBackend(int sourceSize) {
+        this(sourceSize, false);
+    }
+
+    /** {@code copy}: every packet sent is copied into the backend's own buffer before it is counted. */
+    public NullBackend(int sourceSize, boolean copy) {
         if (sourceSize != 0 && (sourceSize < ETH_IP_UDP || sourceSize > 65535)) {
             throw new IllegalArgumentException("null backend source size " + sourceSize + " is outside "
                     + ETH_IP_UDP + "..65535");
         }
         this.sourceSize = sourceSize;
+        this.sink = copy ? ByteBuffer.allocateDirect(VirtioNetHeader.LENGTH_MRG + Packet.MAX_FRAME_LENGTH) : null;
         this.frame = sourceSize == 0 ? new byte[0] : udpFrame(sourceSize);
         try {
             this.ready = EventFd.create();
@@ -79,7 +91,7 @@ public final class NullBackend implements NetBackend {
 
     @Override
     public String name() {
-        return sourceSize == 0 ? "null" : "null:source=" + sourceSize;
+        return Spec.name(sourceSize, sink != null);
     }
 
     @Override
@@ -99,8 +111,20 @@ public final class NullBackend implements NetBackend {
 
     @Override
     public boolean send(Packet packet) {
+        if (sink != null) {
+            copy(packet, sink);
+        }
         SENT.setOpaque(this, sent + 1);
         return true;
+    }
+
+    /** Copies the packet's header and frame into {@code into} (bulk copies, as large as the slices). */
+    private static void copy(Packet packet, ByteBuffer into) {
+        into.clear();
+        ByteBuffer[] slices = packet.slices();
+        for (int i = 0; i < packet.count(); i++) {
+            into.put(slices[i]); // consumes the slice's position, which Packet allows
+        }
     }
 
     @Override
@@ -142,6 +166,11 @@ public final class NullBackend implements NetBackend {
         return (long) SENT.getOpaque(this);
     }
 
+    /** What the copying sink holds: the last packet sent, header and frame (the test's window on the copy). */
+    ByteBuffer lastCopied() {
+        return sink.duplicate().flip();
+    }
+
     public long deliveredCount() {
         return (long) DELIVERED.getOpaque(this);
     }
@@ -151,23 +180,42 @@ public final class NullBackend implements NetBackend {
         ready.close();
     }
 
-    /** {@code null} or {@code null:source=SIZE}. */
+    /** {@code null}, {@code null:copy}, {@code null:source=SIZE} or {@code null:copy,source=SIZE}. */
     public static final class Spec implements BackendFactory {
         private final int sourceSize;
+        private final boolean copy;
 
-        private Spec(int sourceSize) {
+        private Spec(int sourceSize, boolean copy) {
             this.sourceSize = sourceSize;
+            this.copy = copy;
         }
 
         public static Spec parse(String text) {
             if (text.equals("null")) {
-                return new Spec(0);
+                return new Spec(0, false);
             }
-            String prefix = "null:source=";
-            if (!text.startsWith(prefix)) {
-                throw new IllegalArgumentException("backend '" + text + "': expected null or null:source=SIZE");
+            String prefix = "null:";
+            if (!text.startsWith(prefix) || text.length() == prefix.length()) {
+                throw new IllegalArgumentException("backend '" + text + "': expected null, null:copy, "
+                        + "null:source=SIZE or null:copy,source=SIZE");
             }
-            String n = text.substring(prefix.length());
+            int size = 0;
+            boolean copy = false;
+            for (String option : text.substring(prefix.length()).split(",", -1)) {
+                if (option.equals("copy") && !copy) {
+                    copy = true;
+                } else if (option.startsWith("source=") && size == 0) {
+                    size = sourceSize(text, option.substring("source=".length()));
+                } else {
+                    throw new IllegalArgumentException("backend '" + text + "': option '" + option + "' is not "
+                            + "copy or source=SIZE, or is given twice (null:copy, null:source=SIZE or "
+                            + "null:copy,source=SIZE)");
+                }
+            }
+            return new Spec(size, copy);
+        }
+
+        private static int sourceSize(String text, String n) {
             int size;
             try {
                 size = Integer.parseInt(n);
@@ -178,14 +226,22 @@ public final class NullBackend implements NetBackend {
                 throw new IllegalArgumentException("backend '" + text + "': source size " + size + " is outside "
                         + ETH_IP_UDP + "..65535");
             }
-            return new Spec(size);
+            return size;
+        }
+
+        /** The spec's text, as {@link #parse} reads it. */
+        static String name(int sourceSize, boolean copy) {
+            if (sourceSize == 0) {
+                return copy ? "null:copy" : "null";
+            }
+            return (copy ? "null:copy,source=" : "null:source=") + sourceSize;
         }
 
         @Override
         public List<NetBackend> open(int queuePairs) {
             List<NetBackend> out = new ArrayList<>();
             for (int i = 0; i < queuePairs; i++) {
-                out.add(new NullBackend(sourceSize));
+                out.add(new NullBackend(sourceSize, copy));
             }
             return out;
         }
@@ -197,7 +253,7 @@ public final class NullBackend implements NetBackend {
 
         @Override
         public String toString() {
-            return sourceSize == 0 ? "null" : "null:source=" + sourceSize;
+            return name(sourceSize, copy);
         }
     }
 }

@@ -12,6 +12,12 @@ import java.nio.ByteOrder;
  * header writes {@code slices[1 .. count)} only. Positions of the slices may be consumed by the backend.
  */
 public final class Packet {
+    /**
+     * The largest frame the transmit path hands over: 64 KiB of IP plus Ethernet and two VLAN tags (a GSO frame
+     * at most); a longer chain is refused before it reaches a backend.
+     */
+    public static final int MAX_FRAME_LENGTH = 65535 + 14 + 8;
+
     private final ByteBuffer headerBuffer =
             ByteBuffer.allocateDirect(VirtioNetHeader.LENGTH_MRG).order(ByteOrder.LITTLE_ENDIAN);
     private final VirtioNetHeader header = new VirtioNetHeader(headerBuffer, 0);

@@ -12,8 +12,7 @@ import java.io.IOException;
  * nothing into TX buffers) and notifies once per burst.
  */
 final class TxPath {
-    /** The largest frame we accept: 64 KiB of IP plus Ethernet and two VLAN tags (a GSO frame at most). */
-    static final int MAX_FRAME = 65535 + 14 + 8;
+    private static final int MAX_FRAME = Packet.MAX_FRAME_LENGTH;
     private static final int MAX_SLICES = 256;
 
     private final Virtqueue queue;

@@ -50,7 +50,8 @@ public final class Main implements Callable<Integer> {
                     + "switch:NAME[,port=P][,vlans=0:10-20][,no-offload][,uplink=tap:TAP[,uplink-no-offload]] or "
                     + "valeNAME:PORT (an in-process switch; uplink= attaches a tap to it as one more port, "
                     + "uplink-no-offload without vnet header), "
-                    + "null (discard) or null:source=SIZE (also feed the guest SIZE-byte frames).")
+                    + "null (discard), null:copy (copy each packet, then discard) or null:source=SIZE (also feed the "
+                    + "guest SIZE-byte frames; null:copy,source=SIZE both).")
     String backend;
 
     @CommandLine.Option(names = "--device", paramLabel = "socket=PATH,backend=SPEC[,mac=MAC][,control=PATH]",
