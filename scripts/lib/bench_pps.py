@@ -250,10 +250,24 @@ def path_probes(direction, driver, backend_pmd, device, sender, ns):
     return [driver_sent] + back_end
 
 
-def run_case(direction, size, seconds, jar, workdir, ring="split", in_order=False):
-    """One case: virtio-netd from jar, or the anchor if jar is None. Returns (rate in Mpps, {counter label: Mpps})
-    where the rate is what reached the end of the path (the back-end for tx, the driver for rx and tap-rx, the
-    kernel for tap) and the labels name each side's counter along the path, in its order."""
+def start_af_packet_sender(ns, size, workdir):
+    """tap-rx's sender at full rate: testpmd txonly on an af_packet port on the tap."""
+    # The sender's forwarding lcore shares CPU 1 with the anchor's, as the device's threads share the cores.
+    sender = TestPmd("vndbenchC", "0@0,1@1", "net_af_packet0,iface=" + TAP, "txonly", workdir, size, ns.name)
+    sender.wait_for(r"testpmd>", 60, "prompt")
+    sender.send("set txpkts %d" % size)
+    sender.send("start")
+    return sender
+
+
+def run_case(direction, size, seconds, jar, workdir, ring="split", in_order=False,
+             start_sender=start_af_packet_sender, watch=None):
+    """One case: virtio-netd from jar, or the anchor if jar is None. Returns (rate in Mpps, {counter label: Mpps},
+    watched) where the rate is what reached the end of the path (the back-end for tx, the driver for rx and tap-rx,
+    the kernel for tap) and the labels name each side's counter along the path, in its order.
+    start_sender(ns, size, workdir) starts tap-rx's sender (an object with counters() giving TX-packets, and stop()).
+    watch(pid), if given, is called with the back-end's process id as the window opens; what it returns is asked
+    stop() as the window closes, and that is 'watched' (else None)."""
     ours = jar is not None
     sock = os.path.join(workdir, "vhost.sock")
     backend_pmd = device = driver = sender = ns = None
@@ -296,20 +310,18 @@ def run_case(direction, size, seconds, jar, workdir, ring="split", in_order=Fals
             driver.send("set txpkts %d" % size)
         driver.send("start")
         if direction == "tap-rx":
-            # The sender's forwarding lcore shares CPU 1 with the anchor's, as the device's threads share the cores.
-            sender = TestPmd("vndbenchC", "0@0,1@1", "net_af_packet0,iface=" + TAP, "txonly", workdir, size, ns.name)
-            sender.wait_for(r"testpmd>", 60, "prompt")
-            sender.send("set txpkts %d" % size)
-            sender.send("start")
+            sender = start_sender(ns, size, workdir)
         time.sleep(2)  # warm-up: JIT, ring fill; the window below is what counts
         probes = path_probes(direction, driver, backend_pmd, device, sender, ns)
         final = list(probes[-1][1].values())[0]
+        watching = watch((device or backend_pmd).proc.pid) if watch else None
         before = sample(probes)
         time.sleep(seconds)
         after = sample(probes)
+        watched = watching.stop() if watching else None
         rates = {label: (after[label][1] - before[label][1]) / (after[label][0] - before[label][0]) / 1e6
                  for label in before}
-        return rates[final], rates
+        return rates[final], rates, watched
     finally:
         for p in (sender, driver, backend_pmd, device, ns):
             if p is not None:
@@ -395,7 +407,8 @@ def main():
                     # The layouts alternate inside each run so that packed/split compares runs of the same moment.
                     for ring in a.rings:
                         for who in sides:
-                            r, path = run_case(direction, size, a.time, jars.get(who), workdir, ring, a.in_order)
+                            r, path, _ = run_case(direction, size, a.time, jars.get(who), workdir, ring,
+                                                  a.in_order)
                             rates[ring][who].append(r)
                             paths[ring][who].append(path)
                             log("%s %dB %s run %d/%d %-12s %.2f Mpps   (%s)"
