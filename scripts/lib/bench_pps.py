@@ -143,8 +143,10 @@ class Device:
         for p in (self.sock, self.ctl):
             if os.path.exists(p):
                 os.unlink(p)
-        self.proc = subprocess.Popen(in_netns(netns, ["java", "-jar", jar, "--socket", self.sock, "--backend",
-                                                      backend, "--control", self.ctl]),
+        # VND_BENCH_JAVA_OPTS: JVM options for the device, e.g. a JFR recording (-XX:StartFlightRecording=...).
+        java = ["java"] + os.environ.get("VND_BENCH_JAVA_OPTS", "").split()
+        self.proc = subprocess.Popen(in_netns(netns, java + ["-jar", jar, "--socket", self.sock, "--backend",
+                                                             backend, "--control", self.ctl]),
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
         while not (os.path.exists(self.sock) and os.path.exists(self.ctl)):
