@@ -56,6 +56,11 @@ final class RxPath {
     /** The iovec no longer matches the pending chains (an append failed): unused until they are all gone. */
     private boolean iovecStale;
     /**
+     * The backend reads into guest memory ({@link NetBackend#directReceiveRoom()} > 0, as last asked): only then are
+     * the chains taken put in the iovec, which costs a staging backend time per chain for nothing.
+     */
+    private boolean direct;
+    /**
      * The backend may hold a frame peeked and not received yet: it goes the staged way. True at first: a loop that
      * restarted may find a frame its predecessor peeked.
      */
@@ -72,9 +77,10 @@ final class RxPath {
     private final ByteBuffer discard = ByteBuffer.allocateDirect(128 * 1024).order(ByteOrder.LITTLE_ENDIAN);
     private final ByteBuffer[] discardSlices = {discard};
     private boolean usedSinceNotify;
-    /** Frames and bytes of the current burst, added to the shared counters once per burst. */
+    /** Frames, bytes and staged frames of the current burst, added to the shared counters once per burst. */
     private long burstPackets;
     private long burstBytes;
+    private long burstStaged;
     /** Frames delivered by the last {@link #process} call. */
     private int delivered;
     /** We asked the driver to kick when it adds RX buffers. */
@@ -102,6 +108,7 @@ final class RxPath {
         this.device = device;
         this.frame = new ReceivedFrame(queue.memory(), MAX_SLICES);
         this.iovec = new ReceiveIovec(queue.memory(), MAX_CHAINS);
+        this.direct = backend.directReceiveRoom() > 0;
         int cap = Math.min(queue.size(), MAX_CHAIN_DESCRIPTORS);
         for (int i = 0; i < MAX_CHAINS; i++) {
             pending[i] = new DescriptorChain(cap);
@@ -146,6 +153,10 @@ final class RxPath {
             burstPackets = 0;
             burstBytes = 0;
         }
+        if (burstStaged != 0) {
+            counters.rxStaged.add(burstStaged);
+            burstStaged = 0;
+        }
         if (usedSinceNotify) {
             usedSinceNotify = false;
             queue.publishUsedAndNotify(counters);
@@ -161,7 +172,8 @@ final class RxPath {
         boolean mergeable = VirtioNetFeature.has(device.negotiated(), VirtioNetFeature.MRG_RXBUF);
         if (!peeked) {
             int room = backend.directReceiveRoom();
-            if (room > 0 && !iovecStale && gather(room, mergeable, hdrLen)) {
+            direct = room > 0;
+            if (direct && !iovecStale && gather(room, mergeable, hdrLen)) {
                 return receiveDirect(hdrLen, mergeable);
             }
             tooBig = false; // the frame's own length decides below
@@ -212,7 +224,7 @@ final class RxPath {
         if (n <= 0) {
             return Result.IDLE;
         }
-        counters.rxStaged.increment();
+        burstStaged++;
         return deliver(n, chains, hdrLen, mergeable);
     }
 
@@ -324,7 +336,7 @@ final class RxPath {
             }
             pendingCount++;
             pendingCapacity += c.writableBytes();
-            if (!iovecStale && !iovec.append(c)) {
+            if (!iovecStale && (!direct || !iovec.append(c))) {
                 iovecStale = true; // the staged way until the chains held now are used
             }
         }
