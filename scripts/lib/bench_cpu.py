@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,16 +132,12 @@ class PacedSender:
         self.out.close()
 
 
-def median(xs):
-    return statistics.median(xs) if xs else None
+median = bench_pps.median
+ratio = bench_pps.ratio
 
 
 def rounded(x, digits):
     return round(x, digits) if x is not None else None
-
-
-def ratio(a, b):
-    return round(a / b, 3) if a is not None and b else None
 
 
 def parse_args():
