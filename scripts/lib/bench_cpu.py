@@ -122,13 +122,7 @@ class PacedSender:
         return {"TX-packets": read("tx_packets") + read("tx_dropped")}
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        bench_pps.terminate(self.proc, 10)
         self.out.close()
 
 

@@ -51,6 +51,17 @@ def in_netns(netns, cmd):
     return (["ip", "netns", "exec", netns] if netns else []) + cmd
 
 
+def terminate(proc, timeout):
+    """SIGTERM to proc, then SIGKILL to its process group if it has not ended within timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def log(msg):
     print(time.strftime("%H:%M:%S") + " [bench pps] " + msg, file=sys.stderr, flush=True)
 
@@ -168,13 +179,7 @@ class Device:
         return total
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc, 15)
         self.log.close()
 
 
